@@ -1,0 +1,75 @@
+"""Engine and sessions. One engine per database URL per process, built from the settings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.settings import Settings, get_settings
+
+_lock = threading.Lock()
+_factories: dict[str, sessionmaker[Session]] = {}
+
+
+def make_engine(database_url: str) -> Engine:
+    if database_url.startswith("sqlite"):
+        engine = create_engine(
+            database_url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_pre_ping=True,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _factory(settings: Settings | None) -> sessionmaker[Session]:
+    url = (settings or get_settings()).database_url
+    with _lock:
+        factory = _factories.get(url)
+        if factory is None:
+            factory = sessionmaker(bind=make_engine(url), expire_on_commit=False)
+            _factories[url] = factory
+        return factory
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    engine = _factory(settings).kw["bind"]
+    assert isinstance(engine, Engine)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Drop pooled connections (after fork, and in tests between databases)."""
+    with _lock:
+        for factory in _factories.values():
+            factory.kw["bind"].dispose()
+        _factories.clear()
+
+
+@contextmanager
+def session_scope(settings: Settings | None = None) -> Iterator[Session]:
+    """One transaction: commits on success, rolls back on any error."""
+    session = _factory(settings)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,35 @@
+"""The object key layout, in one place. Every key lives under the tenant's prefix `t/{tenant}/`."""
+
+from __future__ import annotations
+
+
+def tenant_prefix(tenant_id: str) -> str:
+    return f"t/{tenant_id}/"
+
+
+def file_key(tenant_id: str, file_id: str) -> str:
+    return f"t/{tenant_id}/files/{file_id}"
+
+
+def job_prefix(tenant_id: str, job_id: str) -> str:
+    return f"t/{tenant_id}/jobs/{job_id}/"
+
+
+def part_output_key(tenant_id: str, job_id: str, index: int) -> str:
+    return f"t/{tenant_id}/jobs/{job_id}/parts/{index:06d}.out.jsonl"
+
+
+def part_error_key(tenant_id: str, job_id: str, index: int) -> str:
+    return f"t/{tenant_id}/jobs/{job_id}/parts/{index:06d}.err.jsonl"
+
+
+def job_output_key(tenant_id: str, job_id: str) -> str:
+    return f"t/{tenant_id}/jobs/{job_id}/output.jsonl"
+
+
+def job_error_key(tenant_id: str, job_id: str) -> str:
+    return f"t/{tenant_id}/jobs/{job_id}/errors.jsonl"
+
+
+def model_prefix(tenant_id: str, name: str, version: int) -> str:
+    return f"t/{tenant_id}/models/{name}/{version}/"

@@ -1,0 +1,138 @@
+"""The Celery app, its queues and task names, and the senders the API and workers use.
+
+Redis (or the embedded filesystem broker) only carries messages: every message names a row in SQL,
+and a lost message is re-sent by the reconciler from what the rows say.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+QUEUE_CONTROL = "control"
+QUEUE_INFERENCE = "inference"
+QUEUE_TRAINING = "training"
+ALL_QUEUES = (QUEUE_CONTROL, QUEUE_INFERENCE, QUEUE_TRAINING)
+
+TASK_PLAN = "inferq.plan_job"
+TASK_RUN_PART = "inferq.run_part"
+TASK_FINALIZE = "inferq.finalize_job"
+TASK_RECONCILE = "inferq.reconcile"
+
+TASK_QUEUES = {
+    TASK_PLAN: QUEUE_CONTROL,
+    TASK_FINALIZE: QUEUE_CONTROL,
+    TASK_RECONCILE: QUEUE_CONTROL,
+    TASK_RUN_PART: QUEUE_INFERENCE,
+}
+
+
+class BrokerError(RuntimeError):
+    """The broker did not take the message."""
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit,
+        "task_soft_time_limit": max(1, settings.task_time_limit - 30),
+        "task_queues": [Queue(q, routing_key=q) for q in ALL_QUEUES],
+        "task_default_queue": QUEUE_CONTROL,
+        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        "worker_hijack_root_logger": False,
+        "worker_max_tasks_per_child": 200,
+        "beat_schedule": {
+            "reconcile": {
+                "task": TASK_RECONCILE,
+                "schedule": float(settings.reconcile_interval_seconds),
+                "options": {"queue": QUEUE_CONTROL, "expires": settings.reconcile_interval_seconds},
+            }
+        },
+    }
+    if settings.is_embedded_broker:
+        base = settings.broker_dir
+        for sub in ("queue", "processed", "control"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(base / "queue"),
+            "data_folder_out": str(base / "queue"),
+            "processed_folder": str(base / "processed"),
+            "control_folder": str(base / "control"),
+            "store_processed": False,
+        }
+        config["worker_enable_remote_control"] = False
+        config["beat_schedule_filename"] = str(base / "beat-schedule")
+    else:
+        config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
+    return config
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("inferq", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    return app
+
+
+@functools.lru_cache(maxsize=1)
+def get_celery() -> Celery:
+    return make_celery(get_settings())
+
+
+def send(name: str, args: list[Any], priority: int | None = None) -> None:
+    """Publish one task message; BrokerError if the broker is unreachable."""
+    try:
+        get_celery().send_task(
+            name, args=args, queue=TASK_QUEUES[name], priority=priority, retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except Exception as e:  # kombu raises many connection error types
+        raise BrokerError(f"broker unreachable: {e}") from e
+
+
+def send_plan(job_id: str) -> None:
+    send(TASK_PLAN, [job_id])
+
+
+def send_part(part_id: str, priority: int | None = None) -> None:
+    send(TASK_RUN_PART, [part_id], priority)
+
+
+def send_finalize(job_id: str) -> None:
+    send(TASK_FINALIZE, [job_id])
+
+
+def try_send(name: str, args: list[Any]) -> bool:
+    """Send after a commit; a failure is logged, not raised: the reconciler will re-send from SQL."""
+    try:
+        send(name, args)
+    except BrokerError as e:
+        log.warning("could not send %s%s now, the reconciler will: %s", name, args, e)
+        return False
+    return True
+
+
+def ping_broker() -> None:
+    try:
+        with get_celery().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as e:
+        raise BrokerError(f"broker unreachable: {e}") from e

