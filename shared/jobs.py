@@ -109,9 +109,7 @@ def transition(
         values["started_at"] = now
     if to in TERMINAL:
         values["finished_at"] = now
-    result = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == current).values(**values)
-    )
+    result = session.execute(update(Job).where(Job.id == job_id, Job.status == current).values(**values))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
     record_event(session, job_id, "state", message, data, from_status=current, to_status=to.value)
@@ -152,7 +150,11 @@ def set_plan(session: Session, job_id: str, specs: list[PartSpec], total: int) -
             )
         )
     record_event(
-        session, job_id, "planned", f"{len(specs)} parts, {total} records", {"parts": len(specs), "total": total}
+        session,
+        job_id,
+        "planned",
+        f"{len(specs)} parts, {total} records",
+        {"parts": len(specs), "total": total},
     )
     transition(session, job_id, JobStatus.RUNNING, sources=frozenset({JobStatus.QUEUED}))
     return True
@@ -263,10 +265,15 @@ def _fan_in(session: Session, job_id: str) -> FanIn:
     ).one()
     finalize = False
     if row.parts_total is not None and row.parts_done >= row.parts_total:
-        finalize = transition(session, job_id, JobStatus.FINALIZING, sources=frozenset({JobStatus.RUNNING})) is not None
+        finalize = (
+            transition(session, job_id, JobStatus.FINALIZING, sources=frozenset({JobStatus.RUNNING}))
+            is not None
+        )
         if finalize:
             mark_sent(session, job_id)
-    return FanIn(job_status=row.status, parts_done=row.parts_done, parts_total=row.parts_total or 0, finalize=finalize)
+    return FanIn(
+        job_status=row.status, parts_done=row.parts_done, parts_total=row.parts_total or 0, finalize=finalize
+    )
 
 
 def complete_part(
@@ -329,7 +336,11 @@ def fail_part(
     if not ok:
         return None
     record_event(
-        session, lease.job_id, "part_failed", f"part {part.index}: {message}", {"part": part.index, "code": code}
+        session,
+        lease.job_id,
+        "part_failed",
+        f"part {part.index}: {message}",
+        {"part": part.index, "code": code},
     )
     return _fan_in(session, lease.job_id)
 
@@ -386,7 +397,13 @@ def request_cancel(session: Session, job_id: str) -> str | None:
 
 def fail_job(session: Session, job_id: str, code: str, message: str) -> bool:
     left = transition(
-        session, job_id, JobStatus.FAILED, message=message, data={"code": code}, error_code=code, error_message=message
+        session,
+        job_id,
+        JobStatus.FAILED,
+        message=message,
+        data={"code": code},
+        error_code=code,
+        error_message=message,
     )
     if left is not None:
         log.warning("job %s failed: %s (%s)", job_id, message, code)

@@ -92,47 +92,54 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-@functools.lru_cache(maxsize=1)
-def get_celery() -> Celery:
-    return make_celery(get_settings())
+@functools.lru_cache(maxsize=8)
+def _celery_for(settings: Settings) -> Celery:
+    return make_celery(settings)
 
 
-def send(name: str, args: list[Any], priority: int | None = None) -> None:
+def get_celery(settings: Settings | None = None) -> Celery:
+    """The sending app for these settings (one per process and broker)."""
+    return _celery_for(settings or get_settings())
+
+
+def send(
+    name: str,
+    args: list[Any],
+    *,
+    priority: int | None = None,
+    countdown: float | None = None,
+    settings: Settings | None = None,
+) -> None:
     """Publish one task message; BrokerError if the broker is unreachable."""
     try:
-        get_celery().send_task(
-            name, args=args, queue=TASK_QUEUES[name], priority=priority, retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        get_celery(settings).send_task(
+            name,
+            args=args,
+            queue=TASK_QUEUES[name],
+            priority=priority,
+            countdown=countdown,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "timeout": 5},
         )
     except Exception as e:  # kombu raises many connection error types
         raise BrokerError(f"broker unreachable: {e}") from e
 
 
-def send_plan(job_id: str) -> None:
-    send(TASK_PLAN, [job_id])
-
-
-def send_part(part_id: str, priority: int | None = None) -> None:
-    send(TASK_RUN_PART, [part_id], priority)
-
-
-def send_finalize(job_id: str) -> None:
-    send(TASK_FINALIZE, [job_id])
-
-
-def try_send(name: str, args: list[Any]) -> bool:
+def try_send(
+    name: str, args: list[Any], *, countdown: float | None = None, settings: Settings | None = None
+) -> bool:
     """Send after a commit; a failure is logged, not raised: the reconciler will re-send from SQL."""
     try:
-        send(name, args)
+        send(name, args, countdown=countdown, settings=settings)
     except BrokerError as e:
         log.warning("could not send %s%s now, the reconciler will: %s", name, args, e)
         return False
     return True
 
 
-def ping_broker() -> None:
+def ping_broker(settings: Settings | None = None) -> None:
     try:
-        with get_celery().connection_for_write() as conn:
+        with get_celery(settings).connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as e:
         raise BrokerError(f"broker unreachable: {e}") from e

@@ -93,8 +93,9 @@ def _to_resolved(model: Model, mv: ModelVersion) -> ResolvedModel:
     )
 
 
-def resolve(session: Session, tenant_id: str, ref: str, task: str | None = None,
-            field_name: str = "model") -> ResolvedModel:
+def resolve(
+    session: Session, tenant_id: str, ref: str, task: str | None = None, field_name: str = "model"
+) -> ResolvedModel:
     """The version a reference names, or a 400/404 that says what is wrong."""
     name, version = parse_ref(ref)
     resolved: ResolvedModel | None = None
@@ -116,7 +117,9 @@ def resolve(session: Session, tenant_id: str, ref: str, task: str | None = None,
         raise NotFound(f"model {ref!r} does not exist", field=field_name, code="model_not_found")
     if task is not None and resolved.task != task:
         raise InvalidRequest(
-            f"model {resolved.ref} does {resolved.task}, not {task}", field=field_name, code="model_task_mismatch"
+            f"model {resolved.ref} does {resolved.task}, not {task}",
+            field=field_name,
+            code="model_task_mismatch",
         )
     return resolved
 
@@ -146,14 +149,17 @@ def check_folder(path: Path) -> dict[str, Any]:
     bad = [p.name for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORBIDDEN_WEIGHTS]
     if bad:
         raise InvalidRequest(
-            f"refusing {', '.join(sorted(bad))}: only safetensors weights are loaded (pickle files can run code)"
+            f"refusing {', '.join(sorted(bad))}: only safetensors weights are loaded "
+            "(pickle files can run code)"
         )
     py = [p.name for p in path.rglob("*.py")]
     if py:
         raise InvalidRequest(f"refusing {', '.join(sorted(py))}: remote code is never run")
     for name in MODEL_FILES:
         if not (path / name).is_file():
-            raise InvalidRequest(f"{path} has no {name}: expected a Hugging Face folder with safetensors weights")
+            raise InvalidRequest(
+                f"{path} has no {name}: expected a Hugging Face folder with safetensors weights"
+            )
     try:
         config: dict[str, Any] = json.loads((path / "config.json").read_text("utf-8"))
     except ValueError as e:
@@ -176,8 +182,9 @@ def register_folder(
 ) -> ResolvedModel:
     """Upload a local Hugging Face folder and record it as the next version of `name`."""
     if not NAME_RE.match(name) or name in BUILTINS:
-        raise InvalidRequest(f"model name {name!r} is not allowed (lowercase letters, digits, . _ -)",
-                             field="model_name")
+        raise InvalidRequest(
+            f"model name {name!r} is not allowed (lowercase letters, digits, . _ -)", field="model_name"
+        )
     config = check_folder(path)
     labels: list[str] | None = None
     if task == TEXT_CLASSIFICATION:
@@ -219,3 +226,16 @@ def register_folder(
     session.add(mv)
     session.flush()
     return _to_resolved(model, mv)
+
+
+def for_job(session: Session, model_ref: str, model_version_id: str | None) -> ResolvedModel:
+    """The exact version a job was submitted with (the API resolved it and stored the ref and id)."""
+    if model_version_id is None:
+        name, _ = parse_ref(model_ref)
+        return BUILTINS[name]
+    row = session.execute(
+        select(Model, ModelVersion)
+        .join(ModelVersion, ModelVersion.model_id == Model.id)
+        .where(ModelVersion.id == model_version_id)
+    ).one()
+    return _to_resolved(row[0], row[1])

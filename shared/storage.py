@@ -5,6 +5,7 @@ Keys are always made by the server (`shared.keys`); user file names never reach 
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import shutil
@@ -39,7 +40,7 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> Iterator[str]: ...
-    def concat(self, keys: list[str], dest: str) -> int: ...
+    def concat(self, keys: builtins.list[str], dest: str) -> int: ...
     def download_to(self, key: str, path: Path) -> None: ...
     def presigned_url(self, key: str, expires: int = 300) -> str | None: ...
     def ping(self) -> None: ...
@@ -124,7 +125,7 @@ class LocalStorage:
                 if key.startswith(prefix):
                     yield key
 
-    def concat(self, keys: list[str], dest: str) -> int:
+    def concat(self, keys: builtins.list[str], dest: str) -> int:
         def chunks() -> Iterator[bytes]:
             for key in keys:
                 yield from self.iter_bytes(key)
@@ -161,7 +162,9 @@ class S3Storage:
             "s3",
             endpoint_url=endpoint_url,
             region_name=region or "us-east-1",
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60
+            ),
         )
 
     def _k(self, key: str) -> str:
@@ -230,16 +233,16 @@ class S3Storage:
             for obj in page.get("Contents", []):
                 yield obj["Key"][len(self.prefix) :]
 
-    def concat(self, keys: list[str], dest: str) -> int:
+    def concat(self, keys: builtins.list[str], dest: str) -> int:
         """Join objects server-side with multipart copy when every piece but the last is >= 5 MiB."""
-        sizes = [self.size(k) for k in keys]
+        sizes: builtins.list[int] = [self.size(k) for k in keys]
         nonempty = [(k, s) for k, s in zip(keys, sizes, strict=True) if s > 0]
         if len(nonempty) <= 1 or any(s < S3_MIN_PART for _, s in nonempty[:-1]):
             return self._concat_streaming([k for k, _ in nonempty], dest)
         upload = self._call(self.client.create_multipart_upload, Bucket=self.bucket, Key=self._k(dest))
         upload_id = upload["UploadId"]
         try:
-            parts = []
+            parts: builtins.list[dict[str, Any]] = []
             for n, (key, _) in enumerate(nonempty, start=1):
                 res = self._call(
                     self.client.upload_part_copy,
@@ -262,7 +265,7 @@ class S3Storage:
             raise
         return sum(s for _, s in nonempty)
 
-    def _concat_streaming(self, keys: list[str], dest: str) -> int:
+    def _concat_streaming(self, keys: builtins.list[str], dest: str) -> int:
         with tempfile.TemporaryFile() as tmp:
             for key in keys:
                 for chunk in self.iter_bytes(key):

@@ -1,0 +1,774 @@
+"""The OpenAPI 3.1 document of this API, written by hand to say exactly what the routes do,
+and `/docs`: a self-contained HTML page rendered from it (no scripts, no CDN).
+
+tests/integration/test_api_ops.py checks that every route is documented and nothing else is.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+from typing import Any
+
+from api.job_specs import INT_PARAMS, MAX_METADATA_KEYS, OUTPUT_FORMATS, PRECISIONS, PRIORITY_RANGE
+from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.states import JobStatus
+from shared.tasks import PREDICT_TASKS
+
+Schema = dict[str, Any]
+
+UPLOAD_PURPOSES = ["input", "training", "batch"]
+ALL_PURPOSES = [*UPLOAD_PURPOSES, "output", "errors"]
+FORMATS = ["jsonl", "csv", "parquet"]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+TIMESTAMP: Schema = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC, ending in Z"}
+
+
+def _list_of(item: str) -> Schema:
+    return {
+        "type": "object",
+        "required": ["object", "data", "has_more", "next_cursor"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": _ref(item)},
+            "has_more": {"type": "boolean"},
+            "next_cursor": {
+                **_nullable({"type": "string"}),
+                "description": "pass as ?cursor= for the next page; null on the last page",
+            },
+        },
+    }
+
+
+def _int_param(low: int, high: int, description: str) -> Schema:
+    return {"type": "integer", "minimum": low, "maximum": high, "description": description}
+
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "field"],
+                "properties": {
+                    "code": {"type": "string", "description": "stable machine code, e.g. model_not_found"},
+                    "message": {"type": "string", "description": "a sentence for a human"},
+                    "field": {
+                        **_nullable({"type": "string"}),
+                        "description": "the request field at fault (params.* for job parameters)",
+                    },
+                },
+            }
+        },
+    },
+    "File": {
+        "type": "object",
+        "required": [
+            "id",
+            "object",
+            "filename",
+            "bytes",
+            "purpose",
+            "format",
+            "records",
+            "sha256",
+            "created_at",
+        ],
+        "properties": {
+            "id": {"type": "string", "pattern": "^file_", "examples": ["file_01hx7w1q3k8m2n4p6r8t0v2x4z"]},
+            "object": {"const": "file"},
+            "filename": {"type": "string", "description": "the uploaded name; metadata only"},
+            "bytes": {"type": "integer"},
+            "purpose": {"enum": ALL_PURPOSES},
+            "format": {"enum": FORMATS},
+            "records": {**_nullable({"type": "integer"}), "description": "records counted at upload"},
+            "sha256": {"type": "string", "description": "hex digest of the bytes"},
+            "created_at": TIMESTAMP,
+        },
+    },
+    "FileList": _list_of("File"),
+    "Deleted": {
+        "type": "object",
+        "required": ["id", "object", "deleted"],
+        "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "deleted": {"const": True}},
+    },
+    "PredictParams": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "omitted parameters follow the model's own settings",
+        "properties": {
+            "batch_tokens": _int_param(*INT_PARAMS["batch_tokens"], "token budget of one batch"),
+            "max_length": _int_param(*INT_PARAMS["max_length"], "tokens per record; longer is truncated"),
+            "normalize": {"type": "boolean", "description": "unit-length embeddings"},
+            "top_k": _int_param(*INT_PARAMS["top_k"], "labels kept in `scores` (classification)"),
+            "output_format": {
+                "enum": list(OUTPUT_FORMATS),
+                "description": "parquet is answered 400 unsupported_output_format for now",
+            },
+            "precision": {"enum": list(PRECISIONS), "description": "auto: bf16/fp16 on GPU, fp32 on CPU"},
+        },
+    },
+    "JobCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type", "task", "model", "input_file"],
+        "description": (
+            "Validated whole before anything is created. Unknown fields, and fields the server sets "
+            "(id, status, …), are 400. type train and evaluate answer 400 unsupported_job_type for now."
+        ),
+        "properties": {
+            "type": {"const": "predict"},
+            "task": {"enum": list(PREDICT_TASKS)},
+            "model": {"type": "string", "description": "name (latest ready version) or name:version"},
+            "input_file": {
+                "type": "string",
+                "description": "a file of purpose input holding the task's field",
+            },
+            "params": _ref("PredictParams"),
+            "priority": {"type": "integer", "minimum": PRIORITY_RANGE[0], "maximum": PRIORITY_RANGE[1]},
+            "metadata": {
+                "type": "object",
+                "maxProperties": MAX_METADATA_KEYS,
+                "additionalProperties": {"type": "string", "maxLength": 512},
+            },
+            "webhook_url": {"type": "string", "format": "uri", "description": "http or https"},
+            "completion_window": {
+                "type": "string",
+                "pattern": "^[0-9]+[smhd]$",
+                "description": "e.g. 24h (the default): the job expires if not finished by then",
+            },
+        },
+    },
+    "JobError": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "Job": {
+        "type": "object",
+        "required": [
+            "id",
+            "object",
+            "type",
+            "task",
+            "status",
+            "model",
+            "input_file",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "expires_at",
+            "progress",
+            "output_file",
+            "error_file",
+            "result_model",
+            "metrics",
+            "error",
+            "metadata",
+        ],
+        "properties": {
+            "id": {"type": "string", "pattern": "^job_"},
+            "object": {"const": "job"},
+            "type": {"enum": ["predict", "train", "evaluate"]},
+            "task": {"type": "string"},
+            "status": {"enum": [s.value for s in JobStatus]},
+            "model": {"type": "string", "description": "the resolved name:version"},
+            "input_file": _nullable({"type": "string"}),
+            "params": {"type": "object"},
+            "priority": {"type": "integer"},
+            "created_at": TIMESTAMP,
+            "started_at": _nullable(TIMESTAMP),
+            "finished_at": _nullable(TIMESTAMP),
+            "expires_at": _nullable(TIMESTAMP),
+            "progress": {
+                "type": "object",
+                "required": ["total", "completed", "failed"],
+                "properties": {
+                    "total": {
+                        **_nullable({"type": "integer"}),
+                        "description": "null until the job is planned",
+                    },
+                    "completed": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                },
+            },
+            "output_file": _nullable({"type": "string"}),
+            "error_file": _nullable({"type": "string"}),
+            "result_model": _nullable({"type": "string"}),
+            "metrics": _nullable({"type": "object"}),
+            "error": _nullable(_ref("JobError")),
+            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+            "webhook_url": _nullable({"type": "string"}),
+        },
+    },
+    "JobList": _list_of("Job"),
+    "JobEvent": {
+        "type": "object",
+        "required": ["id", "created_at", "kind", "from_status", "to_status", "message", "data"],
+        "properties": {
+            "id": {"type": "integer"},
+            "object": {"const": "job.event"},
+            "created_at": TIMESTAMP,
+            "kind": {"type": "string", "description": "state, planned, part_started, part_done, retry, …"},
+            "from_status": _nullable({"type": "string"}),
+            "to_status": _nullable({"type": "string"}),
+            "message": _nullable({"type": "string"}),
+            "data": {"type": "object"},
+        },
+    },
+    "JobEventList": _list_of("JobEvent"),
+    "ModelVersion": {
+        "type": "object",
+        "required": ["id", "object", "name", "version", "task", "status", "created_at"],
+        "properties": {
+            "id": {"type": "string", "description": "name:version"},
+            "object": {"const": "model.version"},
+            "name": {"type": "string"},
+            "version": {"type": "integer"},
+            "task": {"type": "string"},
+            "status": {"type": "string"},
+            "labels": _nullable({"type": "array", "items": {"type": "string"}}),
+            "metrics": _nullable({"type": "object"}),
+            "config": {"type": "object"},
+            "base_model": _nullable({"type": "string"}),
+            "created_by_job": _nullable({"type": "string"}),
+            "created_at": _nullable(TIMESTAMP),
+            "weights_sha256": _nullable({"type": "string"}),
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["id", "object", "name", "builtin", "task", "latest_version", "versions"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "name": {"type": "string"},
+            "builtin": {"type": "boolean"},
+            "task": {"type": "string"},
+            "latest_version": {
+                **_nullable({"type": "integer"}),
+                "description": "the version the bare name resolves to",
+            },
+            "versions": {"type": "array", "items": _ref("ModelVersion")},
+            "created_at": _nullable(TIMESTAMP),
+        },
+    },
+    "ModelList": _list_of("Model"),
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"enum": ["ready", "unavailable"]},
+            "checks": {
+                "type": "object",
+                "description": "database, broker, storage: {ok, ms} or {ok: false, error}",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "ms": {"type": "number"},
+                        "error": {"type": "string"},
+                    },
+                },
+            },
+            "error": _ref("Error"),
+        },
+    },
+}
+
+
+def _json(schema: Schema, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _query(name: str, schema: Schema, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+PAGE_PARAMS = [
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        "page size",
+    ),
+    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+]
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "same key and body: the first result again (same id); same key, other body: 409",
+}
+COMMON_ERRORS = {
+    "401": _error("missing, unknown or revoked API key"),
+    "503": _error("database, storage or broker unavailable"),
+}
+FILE_ID = _path_param("file_id", "file_…")
+JOB_ID = _path_param("job_id", "job_…")
+MODEL = _path_param("model", "name or name:version")
+BYTES_CONTENT = {
+    "application/jsonl; charset=utf-8": {"schema": {"type": "string"}},
+    "text/csv; charset=utf-8": {"schema": {"type": "string"}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}
+JSONL_CONTENT = {"application/jsonl; charset=utf-8": {"schema": {"type": "string"}}}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    tag: str,
+    description: str = "",
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    auth: bool = True,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"tags": [tag], "summary": summary, "responses": dict(responses)}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    if auth:
+        op["responses"].update(COMMON_ERRORS)
+    else:
+        op["security"] = []
+    return op
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/v1/files": {
+            "post": _op(
+                "Upload a file",
+                {
+                    "201": _json(_ref("File"), "stored and scanned"),
+                    "400": _error("missing file part, bad or missing purpose, unknown form field"),
+                    "409": _error("idempotency_conflict"),
+                    "413": _error("file_too_large"),
+                    "415": _error(
+                        "not multipart, unsupported file type, or not UTF-8 text (invalid_encoding)"
+                    ),
+                    "422": _error("empty_file, no_valid_records, too_many_records"),
+                },
+                tag="files",
+                description=(
+                    "Streamed to object storage while it is counted; never held whole in memory. "
+                    "Nothing is kept when the upload is refused."
+                ),
+                parameters=[IDEMPOTENCY],
+                body={
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file", "purpose"],
+                                "properties": {
+                                    "file": {"type": "string", "format": "binary"},
+                                    "purpose": {"enum": UPLOAD_PURPOSES},
+                                },
+                            }
+                        }
+                    },
+                },
+            ),
+            "get": _op(
+                "List files, newest first",
+                {
+                    "200": _json(_ref("FileList"), "a page of files"),
+                    "400": _error("bad limit, cursor or purpose"),
+                },
+                tag="files",
+                parameters=[
+                    *PAGE_PARAMS,
+                    _query("purpose", {"enum": ALL_PURPOSES}, "only files of this purpose"),
+                ],
+            ),
+        },
+        "/v1/files/{file_id}": {
+            "get": _op(
+                "Get a file",
+                {"200": _json(_ref("File"), "the file"), "404": _error("file_not_found")},
+                tag="files",
+                parameters=[FILE_ID],
+            ),
+            "delete": _op(
+                "Delete a file and its bytes",
+                {
+                    "200": _json(_ref("Deleted"), "deleted"),
+                    "404": _error("file_not_found"),
+                    "409": _error("file_in_use: the input of a job that has not finished"),
+                },
+                tag="files",
+                parameters=[FILE_ID],
+            ),
+        },
+        "/v1/files/{file_id}/content": {
+            "get": _op(
+                "Download a file's bytes",
+                {
+                    "200": {"description": "the bytes", "content": BYTES_CONTENT},
+                    "302": {"description": "with ?redirect=true on S3 storage: a presigned URL (5 minutes)"},
+                    "404": _error("file_not_found"),
+                },
+                tag="files",
+                parameters=[FILE_ID, _query("redirect", {"type": "boolean", "default": False}, "302 to S3")],
+            ),
+        },
+        "/v1/jobs": {
+            "post": _op(
+                "Submit a job",
+                {
+                    "202": _json(_ref("Job"), "queued"),
+                    "400": _error(
+                        "invalid_json, unknown_field, forbidden_field, field_required, invalid_type, "
+                        "invalid_value, unsupported_job_type, model_task_mismatch, invalid_file_purpose, "
+                        "unsupported_output_format, dry_run_unavailable"
+                    ),
+                    "404": _error("model_not_found, file_not_found"),
+                    "409": _error("idempotency_conflict"),
+                    "413": _error("request_too_large (over 1 MiB)"),
+                    "422": _error(
+                        "missing_field: the input file has no record field / column the task reads"
+                    ),
+                },
+                tag="jobs",
+                description="Committed first, then sent to the workers; a broker outage does not fail it.",
+                parameters=[
+                    IDEMPOTENCY,
+                    _query("dry_run", {"type": "boolean"}, "not available yet: 400 dry_run_unavailable"),
+                ],
+                body={"required": True, "content": {"application/json": {"schema": _ref("JobCreate")}}},
+            ),
+            "get": _op(
+                "List jobs, newest first",
+                {
+                    "200": _json(_ref("JobList"), "a page of jobs"),
+                    "400": _error("bad filter, limit or cursor"),
+                },
+                tag="jobs",
+                parameters=[
+                    *PAGE_PARAMS,
+                    _query("status", {"type": "string"}, "one or more states, comma-separated"),
+                    _query("type", {"enum": ["predict", "train", "evaluate"]}, "only jobs of this type"),
+                ],
+            ),
+        },
+        "/v1/jobs/{job_id}": {
+            "get": _op(
+                "Get a job",
+                {"200": _json(_ref("Job"), "the job"), "404": _error("job_not_found")},
+                tag="jobs",
+                parameters=[JOB_ID],
+            ),
+        },
+        "/v1/jobs/{job_id}/events": {
+            "get": _op(
+                "The job's event log, oldest first",
+                {"200": _json(_ref("JobEventList"), "a page of events"), "404": _error("job_not_found")},
+                tag="jobs",
+                parameters=[JOB_ID, *PAGE_PARAMS],
+            ),
+        },
+        "/v1/jobs/{job_id}/cancel": {
+            "post": _op(
+                "Cancel a job",
+                {
+                    "202": _json(_ref("Job"), "cancelling (already cancelling: the same)"),
+                    "404": _error("job_not_found"),
+                    "409": _error("job_not_cancellable: the job has finished"),
+                },
+                tag="jobs",
+                parameters=[JOB_ID],
+            ),
+        },
+        "/v1/jobs/{job_id}/results": {
+            "get": _op(
+                "The output file's bytes",
+                {
+                    "200": {
+                        "description": "one JSON line per usable record, in input order",
+                        "content": JSONL_CONTENT,
+                    },
+                    "404": _error("job_not_found"),
+                    "409": _error("job_not_finished"),
+                },
+                tag="jobs",
+                parameters=[JOB_ID],
+            ),
+        },
+        "/v1/jobs/{job_id}/errors": {
+            "get": _op(
+                "The error file's bytes",
+                {
+                    "200": {
+                        "description": (
+                            '{"id","line","error":{"code","message"}} per bad record; empty if none'
+                        ),
+                        "content": JSONL_CONTENT,
+                    },
+                    "404": _error("job_not_found"),
+                    "409": _error("job_not_finished"),
+                },
+                tag="jobs",
+                parameters=[JOB_ID],
+            ),
+        },
+        "/v1/models": {
+            "get": _op(
+                "List the built-in models and the tenant's",
+                {"200": _json(_ref("ModelList"), "all models (one page)")},
+                tag="models",
+            ),
+        },
+        "/v1/models/{model}": {
+            "get": _op(
+                "Get a model (name) or one version (name:version)",
+                {
+                    "200": _json(
+                        {"oneOf": [_ref("Model"), _ref("ModelVersion")]}, "the model or the version"
+                    ),
+                    "400": _error("not a model reference"),
+                    "404": _error("model_not_found"),
+                },
+                tag="models",
+                parameters=[MODEL],
+            ),
+            "delete": _op(
+                "Delete a model version (name:version)",
+                {
+                    "200": _json(_ref("Deleted"), "deleted: it no longer resolves, its weights are removed"),
+                    "400": _error("version_required"),
+                    "404": _error("model_not_found"),
+                    "409": _error("model_in_use (a job that has not finished uses it) or model_builtin"),
+                },
+                tag="models",
+                parameters=[MODEL],
+            ),
+        },
+        "/healthz": {
+            "get": _op(
+                "Liveness",
+                {"200": _json({"type": "object", "properties": {"status": {"const": "ok"}}}, "alive")},
+                tag="operations",
+                auth=False,
+            ),
+        },
+        "/readyz": {
+            "get": _op(
+                "Readiness: database, broker and storage reachable",
+                {
+                    "200": _json(_ref("Readiness"), "ready"),
+                    "503": _json(_ref("Readiness"), "a dependency is down; `checks` says which"),
+                },
+                tag="operations",
+                auth=False,
+            ),
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics",
+                {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {}}}}},
+                tag="operations",
+                auth=False,
+            ),
+        },
+        "/openapi.json": {
+            "get": _op(
+                "This document",
+                {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                tag="operations",
+                auth=False,
+            ),
+        },
+        "/docs": {
+            "get": _op(
+                "Human-readable API docs",
+                {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                tag="operations",
+                auth=False,
+            ),
+        },
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _document_json() -> str:
+    document = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "inferq",
+            "version": "1",
+            "description": (
+                "Bulk ML jobs: upload records, run models on GPU workers, download results. Every error "
+                'is {"error": {"code", "message", "field"}}. Lists are {"data", "has_more", "next_cursor"}.'
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "tags": [
+            {"name": "files", "description": "Upload and download records"},
+            {"name": "jobs", "description": "Prediction jobs"},
+            {"name": "models", "description": "Built-in and trained models"},
+            {"name": "operations", "description": "Health, readiness, metrics (no auth)"},
+        ],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an inferq API key"}
+            },
+            "schemas": SCHEMAS,
+        },
+    }
+    return json.dumps(document)
+
+
+def openapi_document() -> dict[str, Any]:
+    """A fresh copy of the document (callers may not change the cached one)."""
+    document: dict[str, Any] = json.loads(_document_json())
+    return document
+
+
+# ---- /docs -------------------------------------------------------------------------------------------
+
+CSS = """
+body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#fafbfc}
+main{max-width:1000px;margin:0 auto;padding:24px}
+h1{margin:0 0 4px} h2{margin-top:36px;border-bottom:1px solid #d8dde6;padding-bottom:4px}
+.op{background:#fff;border:1px solid #d8dde6;border-radius:6px;margin:14px 0;padding:12px 16px}
+.method{display:inline-block;min-width:64px;font-weight:700;text-transform:uppercase;font-family:monospace}
+.get{color:#0a6} .post{color:#06c} .delete{color:#c22}
+code,.path{font-family:ui-monospace,monospace} .path{font-weight:600}
+table{border-collapse:collapse;width:100%;margin:6px 0} td,th{border-top:1px solid #eef0f4;padding:3px 8px;
+text-align:left;vertical-align:top} th{font-weight:600;color:#556}
+.muted{color:#667} .schema{font-family:ui-monospace,monospace;font-size:13px}
+"""
+
+
+def _type_of(schema: Schema) -> str:
+    if "$ref" in schema:
+        name = str(schema["$ref"]).rsplit("/", 1)[-1]
+        return f'<a href="#schema-{html.escape(name)}">{html.escape(name)}</a>'
+    if "oneOf" in schema:
+        return " | ".join(_type_of(s) for s in schema["oneOf"])
+    if "const" in schema:
+        return html.escape(json.dumps(schema["const"]))
+    if "enum" in schema:
+        return " | ".join(html.escape(json.dumps(v)) for v in schema["enum"])
+    kind = str(schema.get("type", "any"))
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        return f"array of {_type_of(schema['items'])}"
+    limits = [f"{k} {schema[k]}" for k in ("minimum", "maximum", "maxLength", "maxProperties") if k in schema]
+    return html.escape(kind + (f" ({', '.join(limits)})" if limits else ""))
+
+
+def _properties_table(schema: Schema) -> str:
+    props: dict[str, Schema] = schema.get("properties", {})
+    if not props:
+        return f'<p class="schema">{_type_of(schema)}</p>'
+    required = set(schema.get("required", []))
+    rows = "".join(
+        f"<tr><td><code>{html.escape(name)}</code>{' *' if name in required else ''}</td>"
+        f'<td class="schema">{_type_of(prop)}</td>'
+        f"<td>{html.escape(str(prop.get('description', '')))}</td></tr>"
+        for name, prop in props.items()
+    )
+    return f"<table><tr><th>field</th><th>type</th><th>notes</th></tr>{rows}</table>"
+
+
+def _operation_html(path: str, method: str, op: dict[str, Any]) -> str:
+    parts = [
+        f'<div class="op"><span class="method {method}">{method}</span> '
+        f'<span class="path">{html.escape(path)}</span>'
+        f" — {html.escape(op.get('summary', ''))}"
+    ]
+    if op.get("security") == []:
+        parts.append(' <span class="muted">(no auth)</span>')
+    if op.get("description"):
+        parts.append(f"<p>{html.escape(op['description'])}</p>")
+    if op.get("parameters"):
+        param_rows = "".join(
+            f"<tr><td><code>{html.escape(p['name'])}</code></td><td>{html.escape(p['in'])}</td>"
+            f'<td class="schema">{_type_of(p.get("schema", {}))}</td>'
+            f"<td>{html.escape(p.get('description', ''))}</td></tr>"
+            for p in op["parameters"]
+        )
+        parts.append(
+            f"<table><tr><th>parameter</th><th>in</th><th>type</th><th>notes</th></tr>{param_rows}</table>"
+        )
+    body = op.get("requestBody")
+    if body:
+        for media, content in body["content"].items():
+            parts.append(f'<p class="muted">body <code>{html.escape(media)}</code></p>')
+            parts.append(_properties_table(content["schema"]))
+    rows: list[str] = []
+    for status, response in op["responses"].items():
+        contents: list[dict[str, Any]] = list(response.get("content", {}).values())
+        schema: Schema = contents[0].get("schema", {}) if contents else {}
+        shape = _type_of(schema) if schema else ""
+        rows.append(
+            f"<tr><td><code>{html.escape(status)}</code></td><td>{html.escape(response['description'])}</td>"
+            f'<td class="schema">{shape}</td></tr>'
+        )
+    parts.append(f"<table><tr><th>status</th><th>meaning</th><th>body</th></tr>{''.join(rows)}</table></div>")
+    return "".join(parts)
+
+
+def docs_html(document: dict[str, Any]) -> str:
+    """The whole document as one HTML page: operations by tag, then the schemas."""
+    info = document["info"]
+    sections = []
+    for tag in document["tags"]:
+        ops = [
+            _operation_html(path, method, op)
+            for path, methods in document["paths"].items()
+            for method, op in methods.items()
+            if tag["name"] in op.get("tags", [])
+        ]
+        sections.append(
+            f"<h2>{html.escape(tag['name'])}</h2>"
+            f"<p class='muted'>{html.escape(tag['description'])}</p>{''.join(ops)}"
+        )
+    schemas = "".join(
+        f'<div class="op" id="schema-{html.escape(name)}"><span class="path">{html.escape(name)}</span>'
+        f"{_properties_table(schema)}</div>"
+        for name, schema in document["components"]["schemas"].items()
+    )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(info['title'])} API</title><style>{CSS}</style></head><body><main>"
+        f"<h1>{html.escape(info['title'])} API</h1><p>{html.escape(info['description'])}</p>"
+        "<p>Authenticate with <code>Authorization: Bearer &lt;api key&gt;</code>. "
+        "The machine-readable document is <a href='/openapi.json'>/openapi.json</a>.</p>"
+        f"{''.join(sections)}<h2>schemas</h2>{schemas}</main></body></html>"
+    )

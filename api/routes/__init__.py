@@ -1,0 +1,1 @@
+"""One blueprint per area: files, jobs, models, and the operations endpoints."""

@@ -1,0 +1,258 @@
+"""`/v1/files`: upload (streamed to storage and scanned on the way), list, get, download, delete."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import IO, Any, cast
+
+from flask import Blueprint, Response, redirect, request
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response as BaseResponse
+
+from api.auth import require_auth
+from api.context import current_settings, current_storage, db, tenant_id
+from api.idempotency import Idempotency, create_once, header_key, request_hash
+from api.pagination import list_body, page_request, paginate
+from api.serializers import file_object
+from api.uploads import FormPart, MultipartReader, PartStream, clean_filename
+from shared import keys, records
+from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.ids import new_id
+from shared.models import File, Job, utcnow
+from shared.states import LIVE
+from shared.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+bp = require_auth(Blueprint("files", __name__, url_prefix="/v1/files"))
+
+UPLOAD_PURPOSES = ("input", "training", "batch")
+SYSTEM_PURPOSES = ("output", "errors")
+PURPOSES = UPLOAD_PURPOSES + SYSTEM_PURPOSES
+FORM_FIELDS = ("purpose",)
+HEAD_BYTES = 64 * 1024
+UPLOAD_ENDPOINT = "POST /v1/files"
+
+CONTENT_TYPES = {
+    "jsonl": "application/jsonl; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+def check_purpose(value: str | None) -> str:
+    if value is None:
+        raise InvalidRequest(
+            f"purpose is required: one of {', '.join(UPLOAD_PURPOSES)}",
+            field="purpose",
+            code="field_required",
+        )
+    if value not in UPLOAD_PURPOSES:
+        raise InvalidRequest(
+            f"purpose must be one of {', '.join(UPLOAD_PURPOSES)}, got {value!r}",
+            field="purpose",
+            code="invalid_value",
+        )
+    return value
+
+
+def _read_form_field(form: MultipartReader, part: FormPart, fields: dict[str, str]) -> None:
+    if part.filename is not None or part.name not in FORM_FIELDS:
+        raise InvalidRequest(
+            f"unknown form field {part.name!r}: send 'file' and 'purpose'",
+            field=part.name,
+            code="unknown_field",
+        )
+    if part.name in fields:
+        raise InvalidRequest(
+            f"form field {part.name!r} is given twice", field=part.name, code="invalid_value"
+        )
+    fields[part.name] = form.read_field(part.name)
+
+
+def delete_quietly(storage: Storage, key: str) -> None:
+    """Remove a half-made object; a failure here is logged, the request's own error matters more."""
+    try:
+        storage.delete(key)
+    except StorageError as e:
+        log.error("could not delete %s after a failed upload: %s", key, e)
+
+
+def get_file(session: Session, file_id: str, *, for_update: bool = False) -> File:
+    """The tenant's file, or 404 exactly as if it did not exist."""
+    stmt = select(File).where(File.id == file_id, File.tenant_id == tenant_id())
+    if for_update:
+        stmt = stmt.with_for_update()
+    f = session.execute(stmt).scalar_one_or_none()
+    if f is None:
+        raise NotFound(f"file {file_id!r} does not exist", field="file_id", code="file_not_found")
+    return f
+
+
+class StoredBytes:
+    """A response body streamed from storage; the first chunk is read before the headers are sent
+    so that a storage failure still becomes a proper error response."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._first = next(chunks, b"")
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first:
+            yield self._first
+        yield from self._chunks
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def content_response(f: File) -> BaseResponse:
+    """The file's bytes with its content type; `?redirect=true` on S3 answers 302 to a presigned URL."""
+    storage = current_storage()
+    raw = request.args.get("redirect", "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise InvalidRequest("redirect must be true or false", field="redirect", code="invalid_value")
+    if raw in ("true", "1"):
+        url = storage.presigned_url(f.storage_key, expires=300)
+        if url is not None:
+            return redirect(url, code=302)
+    body = StoredBytes(storage.iter_bytes(f.storage_key))
+    response = Response(
+        body, status=200, content_type=CONTENT_TYPES.get(f.format, "application/octet-stream")
+    )
+    response.content_length = f.bytes
+    response.headers["X-Content-SHA256"] = f.sha256
+    return response
+
+
+@bp.post("")
+def upload_file() -> tuple[dict[str, Any], int]:
+    settings = current_settings()
+    storage = current_storage()
+    tenant = tenant_id()
+    idem_key = header_key()
+    form = MultipartReader.from_request(request)
+    fields: dict[str, str] = {}
+    part = form.next_part()
+    while part is not None and part.name != "file":
+        _read_form_field(form, part, fields)
+        part = form.next_part()
+    if part is None:
+        raise InvalidRequest("the form has no 'file' part", field="file", code="field_required")
+    if part.filename is None:
+        raise InvalidRequest(
+            "'file' must be a file part (with a filename), not a plain field",
+            field="file",
+            code="invalid_type",
+        )
+    if "purpose" in fields:
+        check_purpose(fields["purpose"])
+    filename = clean_filename(part.filename)
+
+    stream = PartStream(form, limit=settings.max_upload_bytes)
+    fmt = records.detect_format(filename, stream.peek(HEAD_BYTES))
+    scanner = records.UploadScanner(fmt, settings.max_records_per_file)
+    stream.on_read(scanner.feed)
+
+    file_id = new_id("file")
+    key = keys.file_key(tenant, file_id)
+    try:
+        storage.put_stream(key, cast(IO[bytes], stream))
+        scan = scanner.finish()
+        part = form.next_part()
+        while part is not None:
+            _read_form_field(form, part, fields)
+            part = form.next_part()
+        purpose = check_purpose(fields.get("purpose"))
+
+        def create(session: Session) -> dict[str, Any]:
+            f = File(
+                id=file_id,
+                tenant_id=tenant,
+                filename=filename,
+                purpose=purpose,
+                format=fmt,
+                bytes=scan.bytes,
+                records=scan.records,
+                fields=list(scan.fields),
+                sha256=scan.sha256,
+                storage_key=key,
+                created_at=utcnow(),
+            )
+            session.add(f)
+            session.flush()
+            return file_object(f)
+
+        def replay(session: Session, existing_id: str) -> dict[str, Any] | None:
+            f = session.execute(
+                select(File).where(File.id == existing_id, File.tenant_id == tenant)
+            ).scalar_one_or_none()
+            return None if f is None else file_object(f)
+
+        idem = Idempotency(tenant, UPLOAD_ENDPOINT, idem_key, request_hash(purpose, filename, scan.sha256))
+        resource, replayed = create_once(idem, create, replay)
+    except BaseException:
+        delete_quietly(storage, key)
+        raise
+    if replayed:
+        delete_quietly(storage, key)
+    log.info("file %s stored: %s, %d bytes, %s records", resource["id"], fmt, scan.bytes, scan.records)
+    return resource, 201
+
+
+@bp.get("")
+def list_files() -> dict[str, Any]:
+    page = page_request()
+    stmt = select(File).where(File.tenant_id == tenant_id())
+    purpose = request.args.get("purpose")
+    if purpose is not None:
+        if purpose not in PURPOSES:
+            raise InvalidRequest(
+                f"purpose must be one of {', '.join(PURPOSES)}", field="purpose", code="invalid_value"
+            )
+        stmt = stmt.where(File.purpose == purpose)
+    with db() as session:
+        result = paginate(session, stmt, File.id, page)
+        return list_body([file_object(f) for f in result.items], result.has_more, result.next_cursor)
+
+
+@bp.get("/<file_id>")
+def get_file_route(file_id: str) -> dict[str, Any]:
+    with db() as session:
+        return file_object(get_file(session, file_id))
+
+
+@bp.get("/<file_id>/content")
+def file_content(file_id: str) -> BaseResponse:
+    with db() as session:
+        f = get_file(session, file_id)
+    return content_response(f)
+
+
+@bp.delete("/<file_id>")
+def delete_file(file_id: str) -> dict[str, Any]:
+    with db() as session:
+        f = get_file(session, file_id, for_update=True)
+        in_use = session.execute(
+            select(
+                exists().where(
+                    Job.tenant_id == f.tenant_id,
+                    Job.input_file_id == f.id,
+                    Job.status.in_([s.value for s in LIVE]),
+                )
+            )
+        ).scalar_one()
+        if in_use:
+            raise Conflict(
+                f"file {file_id!r} is the input of a job that has not finished; cancel it or wait",
+                field="file_id",
+                code="file_in_use",
+            )
+        key = f.storage_key
+        session.delete(f)
+    current_storage().delete(key)
+    return {"id": file_id, "object": "file", "deleted": True}

@@ -1,0 +1,251 @@
+"""`/v1/jobs`: submit (validated whole, committed, then sent), read, list, events, cancel, results."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from api.auth import require_auth
+from api.context import current_settings, db, tenant_id
+from api.idempotency import Idempotency, create_once, header_key, request_hash
+from api.job_specs import PredictSpec, check_job_type, parse_predict
+from api.pagination import list_body, page_request, paginate
+from api.routes.files import content_response
+from api.serializers import event_object, job_object
+from shared import jobs, queue, registry
+from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
+from shared.ids import new_id
+from shared.models import File, Job, JobEvent, ModelVersion, utcnow
+from shared.states import TERMINAL, JobStatus
+from shared.tasks import input_fields
+
+log = logging.getLogger(__name__)
+
+bp = require_auth(Blueprint("jobs", __name__, url_prefix="/v1/jobs"))
+
+MAX_BODY_BYTES = 1024 * 1024
+SUBMIT_ENDPOINT = "POST /v1/jobs"
+FILTER_TYPES = ("predict", "train", "evaluate")
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    """The tenant's job, or 404 exactly as if it did not exist."""
+    job = session.execute(
+        select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id())
+    ).scalar_one_or_none()
+    if job is None:
+        raise NotFound(f"job {job_id!r} does not exist", field="job_id", code="job_not_found")
+    return job
+
+
+def json_body() -> Any:
+    """The request body parsed as JSON (any content type), or 400 `invalid_json`."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise TooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes", code="request_too_large")
+    buffer = bytearray()
+    while chunk := request.stream.read(64 * 1024):
+        buffer.extend(chunk)
+        if len(buffer) > MAX_BODY_BYTES:
+            raise TooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes", code="request_too_large")
+    raw = bytes(buffer)
+    if not raw.strip():
+        raise InvalidRequest("the body must be a JSON object", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidRequest(f"the body is not valid JSON: {e}", code="invalid_json") from e
+
+
+def input_file_for(session: Session, spec: PredictSpec) -> File:
+    """The input file: the tenant's, of purpose input, with the field the task reads. Locked for the
+    transaction so that it cannot be deleted under the new job."""
+    f = session.execute(
+        select(File).where(File.id == spec.input_file, File.tenant_id == tenant_id()).with_for_update()
+    ).scalar_one_or_none()
+    if f is None:
+        raise NotFound(f"file {spec.input_file!r} does not exist", field="input_file", code="file_not_found")
+    if f.purpose != "input":
+        raise InvalidRequest(
+            f"file {f.id} has purpose {f.purpose!r}; predict jobs read files of purpose 'input'",
+            field="input_file",
+            code="invalid_file_purpose",
+        )
+    wanted = input_fields(spec.task)
+    if not set(wanted) & set(f.fields or []):
+        where = "column" if f.format in ("csv", "parquet") else "field in any record"
+        raise Unprocessable(
+            f"file {f.id} has no {' or '.join(repr(w) for w in wanted)} {where}, which {spec.task} reads",
+            field="input_file",
+            code="missing_field",
+        )
+    return f
+
+
+@bp.post("")
+def submit_job() -> tuple[dict[str, Any], int]:
+    if "dry_run" in request.args:
+        raise InvalidRequest(
+            "dry_run is not available yet on this server", field="dry_run", code="dry_run_unavailable"
+        )
+    idem_key = header_key()
+    body = json_body()
+    check_job_type(body)
+    spec = parse_predict(body)
+    settings = current_settings()
+    tenant = tenant_id()
+    window = spec.completion_window_seconds or settings.default_completion_window_seconds
+
+    def create(session: Session) -> dict[str, Any]:
+        model = registry.resolve(session, tenant, spec.model, spec.task)
+        if model.version_id is not None:
+            # Wait for (and see) a concurrent delete of this version rather than race it.
+            status = session.execute(
+                select(ModelVersion.status).where(ModelVersion.id == model.version_id).with_for_update()
+            ).scalar_one_or_none()
+            if status != "ready":
+                raise NotFound(f"model {spec.model!r} does not exist", field="model", code="model_not_found")
+        f = input_file_for(session, spec)
+        now = utcnow()
+        job = jobs.create(
+            session,
+            Job(
+                id=new_id("job"),
+                tenant_id=tenant,
+                type="predict",
+                task=spec.task,
+                model=model.ref,
+                model_version_id=model.version_id,
+                input_file_id=f.id,
+                params=spec.params,
+                priority=spec.priority,
+                metadata_=spec.metadata,
+                webhook_url=spec.webhook_url,
+                expires_at=now + timedelta(seconds=window),
+            ),
+        )
+        jobs.mark_sent(session, job.id)
+        session.flush()
+        session.refresh(job)
+        return job_object(job)
+
+    def replay(session: Session, existing_id: str) -> dict[str, Any] | None:
+        job = session.execute(
+            select(Job).where(Job.id == existing_id, Job.tenant_id == tenant)
+        ).scalar_one_or_none()
+        return None if job is None else job_object(job)
+
+    idem = Idempotency(tenant, SUBMIT_ENDPOINT, idem_key, request_hash(body))
+    resource, replayed = create_once(idem, create, replay)
+    if not replayed:
+        queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
+        log.info("job %s queued: %s %s on %s", resource["id"], spec.task, resource["model"], spec.input_file)
+    return resource, 202
+
+
+@bp.get("")
+def list_jobs() -> dict[str, Any]:
+    page = page_request()
+    stmt = select(Job).where(Job.tenant_id == tenant_id())
+    status = request.args.get("status")
+    if status is not None:
+        wanted = [s for s in status.split(",") if s]
+        valid = [s.value for s in JobStatus]
+        bad = [s for s in wanted if s not in valid]
+        if bad or not wanted:
+            raise InvalidRequest(
+                f"status must be one or more of {', '.join(valid)} (comma-separated)",
+                field="status",
+                code="invalid_value",
+            )
+        stmt = stmt.where(Job.status.in_(wanted))
+    job_type = request.args.get("type")
+    if job_type is not None:
+        if job_type not in FILTER_TYPES:
+            raise InvalidRequest(
+                f"type must be one of {', '.join(FILTER_TYPES)}", field="type", code="invalid_value"
+            )
+        stmt = stmt.where(Job.type == job_type)
+    with db() as session:
+        result = paginate(session, stmt, Job.id, page)
+        return list_body([job_object(j) for j in result.items], result.has_more, result.next_cursor)
+
+
+@bp.get("/<job_id>")
+def get_job_route(job_id: str) -> dict[str, Any]:
+    with db() as session:
+        return job_object(get_job(session, job_id))
+
+
+@bp.get("/<job_id>/events")
+def job_events(job_id: str) -> dict[str, Any]:
+    page = page_request()
+    with db() as session:
+        get_job(session, job_id)
+        result = paginate(
+            session,
+            select(JobEvent).where(JobEvent.job_id == job_id),
+            JobEvent.id,
+            page,
+            newest_first=False,
+            cursor_value=int,
+        )
+        return list_body([event_object(e) for e in result.items], result.has_more, result.next_cursor)
+
+
+@bp.post("/<job_id>/cancel")
+def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
+    with db() as session:
+        job = get_job(session, job_id)
+        left = jobs.request_cancel(session, job.id)
+        if left is None:
+            status = session.execute(select(Job.status).where(Job.id == job.id)).scalar_one()
+            if JobStatus(status) in TERMINAL:
+                raise Conflict(
+                    f"job {job_id} is {status}; a finished job cannot be cancelled",
+                    field="job_id",
+                    code="job_not_cancellable",
+                )
+        session.flush()
+        session.refresh(job)
+        resource = job_object(job)
+    if left is not None:
+        queue.try_send(queue.TASK_FINALIZE, [job_id], settings=current_settings())
+        log.info("job %s cancel requested (was %s)", job_id, left)
+    return resource, 202
+
+
+def _job_file_response(job_id: str, attribute: str) -> Response:
+    with db() as session:
+        job = get_job(session, job_id)
+        file_id = getattr(job, attribute)
+        if file_id is None:
+            raise Conflict(
+                f"job {job_id} is {job.status} and has no result files yet",
+                field="job_id",
+                code="job_not_finished",
+            )
+        f = session.execute(
+            select(File).where(File.id == file_id, File.tenant_id == job.tenant_id)
+        ).scalar_one_or_none()
+        if f is None:
+            raise NotFound(
+                f"file {file_id} of job {job_id} was deleted", field="job_id", code="file_not_found"
+            )
+    return content_response(f)
+
+
+@bp.get("/<job_id>/results")
+def job_results(job_id: str) -> Response:
+    return _job_file_response(job_id, "output_file_id")
+
+
+@bp.get("/<job_id>/errors")
+def job_errors(job_id: str) -> Response:
+    return _job_file_response(job_id, "error_file_id")

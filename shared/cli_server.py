@@ -1,0 +1,215 @@
+"""Server commands of the CLI: up, serve, worker, db upgrade, keys, models import."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from shared.settings import SettingsError, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    from shared.logs import configure_logging
+
+    configure_logging(level, json_logs=get_settings().log_json)
+
+
+def _settings_or_exit() -> None:
+    try:
+        get_settings()
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations up to the newest."""
+    from shared.migrate import upgrade
+
+    _settings_or_exit()
+    upgrade()
+    click.echo("database is up to date", err=True)
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """API keys."""
+
+
+@keys_group.command("create")
+@click.option("--tenant", required=True, help="Tenant name; created if it does not exist.")
+def keys_create(tenant: str) -> None:
+    """Create an API key for TENANT and print it alone on stdout (it is stored only as a hash)."""
+    from shared.db import session_scope
+    from shared.migrate import upgrade
+    from shared.tenants import create_tenant_key
+
+    _settings_or_exit()
+    upgrade()
+    with session_scope() as session:
+        key = create_tenant_key(session, tenant)
+    click.echo(key)
+
+
+@keys_group.command("revoke")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke an API key (the key itself or its prefix)."""
+    from shared.db import session_scope
+    from shared.tenants import revoke_key
+
+    _settings_or_exit()
+    with session_scope() as session:
+        n = revoke_key(session, key)
+    if not n:
+        raise click.ClickException("no such key")
+    click.echo("revoked", err=True)
+
+
+@click.group("models")
+def models_group() -> None:
+    """Models in the registry."""
+
+
+@models_group.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Model name; the version counts up per tenant and name.")
+@click.option("--task", required=True, type=click.Choice(["text-classification", "embedding"]))
+@click.option("--tenant", required=True, help="Tenant that owns the model.")
+def models_import(folder: Path, name: str, task: str, tenant: str) -> None:
+    """Register a local Hugging Face folder (safetensors weights only) as NAME:N and print NAME:N."""
+    from sqlalchemy import select
+
+    from shared.db import session_scope
+    from shared.errors import InferqError
+    from shared.models import Tenant
+    from shared.registry import register_folder
+    from shared.storage import get_storage
+
+    _settings_or_exit()
+    with session_scope() as session:
+        tenant_id = session.execute(select(Tenant.id).where(Tenant.name == tenant)).scalar_one_or_none()
+        if tenant_id is None:
+            raise click.ClickException(f"no tenant named {tenant!r} (create one with `inferq keys create`)")
+        try:
+            resolved = register_folder(session, get_storage(), tenant_id, name, folder, task)
+        except InferqError as e:
+            raise click.ClickException(e.message) from e
+    click.echo(resolved.ref)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=16, show_default=True, type=int)
+def serve(host: str, port: int, threads: int) -> None:
+    """Run the HTTP API (waitress)."""
+    import waitress
+    from api.app import create_app
+
+    _settings_or_exit()
+    _setup_logging()
+    settings = get_settings()
+    app = create_app(settings)
+    log.info("inferq API on http://%s:%d", host, port)
+    waitress.serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        max_request_body_size=settings.max_upload_bytes + 1024 * 1024,
+        ident="inferq",
+        clear_untrusted_proxy_headers=True,
+    )
+
+
+@click.command("worker")
+@click.option("--gpus", default="all", show_default=True, help="all | none | comma-separated GPU ids.")
+@click.option("--queues", default="control,inference", show_default=True)
+@click.option("--name", default=None, help="Worker name (default: inferq-<pid>@host).")
+@click.option("--concurrency", default=1, show_default=True, type=int)
+@click.option("--beat/--no-beat", default=False, help="Also run the periodic reconciler (run exactly one).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(gpus: str, queues: str, name: str | None, concurrency: int, beat: bool, loglevel: str) -> None:
+    """Run workers: one process per GPU with CUDA_VISIBLE_DEVICES pinned, or CPU workers without GPUs."""
+    from worker.launcher import detect_gpu_count, gpu_ids, launch_gpu_workers
+
+    _settings_or_exit()
+    _setup_logging(loglevel)
+    try:
+        ids = gpu_ids(gpus, detect_gpu_count(os.environ))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    if ids and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        sys.exit(launch_gpu_workers(ids, queues, name or "inferq", beat))
+    from worker.main import run_worker
+
+    run_worker(
+        get_settings(),
+        queues=tuple(q for q in queues.split(",") if q),
+        name=name,
+        concurrency=concurrency,
+        beat=beat,
+        loglevel=loglevel,
+    )
+
+
+@click.command("up")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="CPU/GPU worker processes.")
+def up(host: str, port: int, workers: int) -> None:
+    """Run the API and workers together in the foreground (Ctrl-C stops all)."""
+    from shared.migrate import upgrade
+    from worker.launcher import Supervisor
+
+    _settings_or_exit()
+    _setup_logging()
+    settings = get_settings()
+    upgrade(settings)
+    env = dict(os.environ)
+    env.setdefault("INFERQ_DATA_DIR", str(settings.data_dir))
+    if "INFERQ_TORCH_THREADS" not in env:
+        env["INFERQ_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    base = [sys.executable, "-m", "shared.cli"]
+    commands: list[tuple[list[str], dict[str, str]]] = [
+        ([*base, "serve", "--host", host, "--port", str(port)], env)
+    ]
+    for i in range(workers):
+        cmd = [
+            *base,
+            "worker",
+            "--gpus",
+            "none",
+            "--name",
+            f"inferq-{i}@%h",
+            "--queues",
+            "control,inference,training",
+        ]
+        if i == 0:
+            cmd.append("--beat")
+        commands.append((cmd, env))
+    click.echo(
+        f"inferq up: API on http://{host}:{port}, {workers} worker(s), data in {settings.data_dir}\n"
+        f"  database {settings.database_url}\n  broker   {settings.broker_url}\n"
+        f"  storage  {settings.storage_url}\n"
+        "  create a key: inferq keys create --tenant NAME    (Ctrl-C stops everything)",
+        err=True,
+    )
+    sys.exit(Supervisor(commands).run())
+
+
+def register_server_commands(group: click.Group) -> None:
+    for command in (db_group, keys_group, models_group, serve, worker, up):
+        group.add_command(command)

@@ -1,0 +1,377 @@
+"""Fixtures shared by every test: real Postgres, Redis and S3 (moto server), and API clients on them.
+
+No mocks of those services: tests talk to the real servers. Where they are:
+
+- Postgres: ``INFERQ_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``),
+  a superuser connection used only to create and drop throwaway databases.
+- Redis: ``INFERQ_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379``).
+- S3: a ``moto_server`` process started for the session on a free port.
+
+A test that needs an unreachable service is **skipped** with the reason, except when ``CI=true``: then
+it **fails**, so a broken CI service never passes silently (see `require_service`).
+
+Fixtures
+--------
+``require_service``   the function `require_service(name, url)`, for tests with their own services.
+``pg_url``            (session) URL of a fresh database ``inferq_test_<random>`` migrated with
+                      ``alembic upgrade head``; dropped at the end of the session.
+``make_pg_database``  (session) a factory: ``make_pg_database() -> url`` of a new, empty database
+                      (not migrated), dropped at the end of the session. For migration tests.
+``redis_url``         ``redis://host:port/<n>``: a database number other than 0 claimed by this session
+                      (so parallel test sessions do not share it), flushed before and after each test.
+``s3_endpoint``       (session) ``http://127.0.0.1:PORT`` of the moto server; sets ``AWS_ACCESS_KEY_ID``,
+                      ``AWS_SECRET_ACCESS_KEY`` (``testing``) and ``AWS_DEFAULT_REGION`` for the session.
+``s3_settings``       `Settings` on ``pg_url``, ``redis_url`` and a fresh bucket on the moto server
+                      (``s3://<bucket>/inferq``), data dir in ``tmp_path``. Every table is emptied and
+                      the bucket removed after the test, so tests never see each other's rows.
+``embedded_settings`` `Settings` of the embedded mode in ``tmp_path``: SQLite (migrated), ``file://``
+                      storage, ``filesystem://`` broker. No servers needed.
+``make_client``       a factory: ``make_client(settings) -> ApiClient`` for ``create_app(settings)``.
+``api``               ``make_client(s3_settings)``.
+
+Usage::
+
+    def test_upload(api: ApiClient) -> None:
+        headers = api.auth_headers(api.new_key("acme"))
+        r = api.upload(headers, b'{"text": "hi"}\\n', filename="in.jsonl")
+        assert r.status_code == 201
+
+(``from tests.conftest import ApiClient`` for the type.) The app only ever uses the `Settings` it was
+given, never ``get_settings()``; code that reads the environment needs its own monkeypatching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import psycopg
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import make_url
+from werkzeug.test import TestResponse
+
+from api.app import create_app
+from shared.db import get_engine, session_scope
+from shared.migrate import upgrade
+from shared.models import Base
+from shared.settings import Settings
+from shared.storage import S3Storage, StorageError, get_storage
+from shared.tenants import create_tenant_key
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
+REDIS_DATABASES = range(1, 16)
+REDIS_CLAIM_PREFIX = "inferq-test:db-claim:"
+REDIS_CLAIM_SECONDS = 3600
+MOTO_START_SECONDS = 30
+
+
+# ---- services ------------------------------------------------------------------------------------
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(name: str, url: str, timeout: float = 2.0) -> None:
+    """Skip the test (fail it when ``CI=true``) unless `url`'s host and port accept a TCP connection."""
+    parsed = urlparse(url)
+    host = parsed.hostname or "127.0.0.1"
+    port = parsed.port
+    if port is None:
+        raise ValueError(f"{name} URL {url!r} has no port")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as e:
+        reason = f"{name} is not reachable at {host}:{port} ({e})"
+    if in_ci():
+        pytest.fail(f"{reason}; CI=true, so a missing service is a failure", pytrace=False)
+    pytest.skip(f"{reason}; start it to run this test (with CI=true this would fail)")
+
+
+@pytest.fixture(name="require_service")
+def require_service_fixture() -> Callable[[str, str], None]:
+    return require_service
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- Postgres ------------------------------------------------------------------------------------
+
+
+def _admin_url() -> str:
+    return os.environ.get("INFERQ_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+def _libpq(url: str) -> str:
+    """A SQLAlchemy URL as a libpq connection string for psycopg."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(_libpq(admin), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def make_pg_database() -> Iterator[Callable[[], str]]:
+    """Factory of fresh, empty Postgres databases (``inferq_test_<random>``), all dropped at session end."""
+    admin = _admin_url()
+    created: list[tuple[str, str]] = []
+
+    def make() -> str:
+        require_service("Postgres", admin)
+        name = f"inferq_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(_libpq(admin), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        created.append((name, url))
+        return url
+
+    yield make
+    for name, url in created:
+        with contextlib.suppress(Exception):
+            get_engine(Settings.from_env({"INFERQ_DATABASE_URL": url})).dispose()
+        _drop_database(admin, name)
+
+
+@pytest.fixture(scope="session")
+def pg_url(make_pg_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh Postgres database at the migrations' head, for the whole session."""
+    url = make_pg_database()
+    upgrade(Settings.from_env({"INFERQ_DATABASE_URL": url, "INFERQ_DATA_DIR": str(tmp_path_factory.mktemp("pg"))}))
+    return url
+
+
+def delete_all_rows(settings: Settings) -> None:
+    """Empty every table, children first (the schema stays, `alembic_version` too)."""
+    with get_engine(settings).begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+# ---- Redis ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _redis_database() -> Iterator[tuple[str, int]]:
+    """A Redis database number claimed for this session in db 0 (``SET NX`` with a TTL), released after."""
+    base = os.environ.get("INFERQ_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    require_service("Redis", base)
+    admin = redis.Redis.from_url(base, db=0)
+    token = f"{os.getpid()}:{uuid.uuid4().hex}"
+    claimed: int | None = None
+    try:
+        for n in REDIS_DATABASES:
+            if not admin.set(f"{REDIS_CLAIM_PREFIX}{n}", token, nx=True, ex=REDIS_CLAIM_SECONDS):
+                continue
+            try:
+                redis.Redis.from_url(base, db=n).ping()
+            except redis.ResponseError:  # this server has fewer databases
+                admin.delete(f"{REDIS_CLAIM_PREFIX}{n}")
+                break
+            claimed = n
+            break
+        if claimed is None:
+            pytest.fail("no free Redis database number (1..15) to claim for this test session")
+        yield base, claimed
+    finally:
+        if claimed is not None and admin.get(f"{REDIS_CLAIM_PREFIX}{claimed}") == token.encode():
+            admin.delete(f"{REDIS_CLAIM_PREFIX}{claimed}")
+        admin.close()
+
+
+@pytest.fixture
+def redis_url(_redis_database: tuple[str, int]) -> Iterator[str]:
+    """``redis://host:port/<n>`` (n ≠ 0, this session's), flushed before and after the test."""
+    base, n = _redis_database
+    parsed = urlparse(base)
+    auth = f"{parsed.username or ''}:{parsed.password}@" if parsed.password else ""
+    url = f"{parsed.scheme}://{auth}{parsed.hostname}:{parsed.port}/{n}"
+    client = redis.Redis.from_url(url)
+    client.expire(f"{REDIS_CLAIM_PREFIX}{n}", REDIS_CLAIM_SECONDS)  # our claim lives while we test
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+# ---- S3 (moto server) ----------------------------------------------------------------------------
+
+
+def _moto_binary() -> str | None:
+    local = Path(sys.executable).parent / "moto_server"
+    return str(local) if local.exists() else shutil.which("moto_server")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto S3 server for the session: ``http://127.0.0.1:PORT``, with test credentials in the env."""
+    binary = _moto_binary()
+    if binary is None:
+        reason = "moto_server is not installed (pip install 'moto[server]')"
+        if in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log_path.open("wb") as log, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.delenv("AWS_PROFILE", raising=False)
+        mp.delenv("AWS_SESSION_TOKEN", raising=False)
+        proc = subprocess.Popen(
+            [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_for_http(url, proc, log_path)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_for_http(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + MOTO_START_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"moto_server exited with {proc.returncode}: {log_path.read_text(errors='replace')}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    pytest.fail(f"moto_server did not answer on {url} within {MOTO_START_SECONDS}s")
+
+
+def _remove_bucket(storage: S3Storage) -> None:
+    with contextlib.suppress(StorageError, Exception):
+        for key in list(storage.list("")):
+            storage.delete(key)
+        storage.client.delete_bucket(Bucket=storage.bucket)
+
+
+# ---- settings ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_settings(pg_url: str, redis_url: str, s3_endpoint: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings on the real servers with a fresh bucket; rows and bucket are removed after the test."""
+    bucket = f"inferq-test-{uuid.uuid4().hex[:16]}"
+    settings = Settings.from_env(
+        {
+            "INFERQ_DATABASE_URL": pg_url,
+            "INFERQ_BROKER_URL": redis_url,
+            "INFERQ_STORAGE_URL": f"s3://{bucket}/inferq",
+            "INFERQ_S3_ENDPOINT_URL": s3_endpoint,
+            "INFERQ_DATA_DIR": str(tmp_path),
+        }
+    )
+    storage = get_storage(settings)
+    assert isinstance(storage, S3Storage)
+    storage.ensure_bucket()
+    try:
+        yield settings
+    finally:
+        delete_all_rows(settings)
+        _remove_bucket(storage)
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> Iterator[Settings]:
+    """The embedded mode in tmp_path: SQLite (migrated), file storage and the filesystem broker."""
+    settings = Settings.from_env({"INFERQ_DATA_DIR": str(tmp_path / "inferq")})
+    upgrade(settings)
+    yield settings
+    get_engine(settings).dispose()
+
+
+# ---- API clients ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ApiClient:
+    """A Flask test client of ``create_app(settings)`` and helpers to act as a tenant."""
+
+    app: Flask
+    client: FlaskClient
+    settings: Settings
+
+    def new_key(self, tenant: str = "acme") -> str:
+        """A new API key of `tenant` (created if missing)."""
+        with session_scope(self.settings) as session:
+            return create_tenant_key(session, tenant)
+
+    @staticmethod
+    def auth_headers(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def headers_for(self, tenant: str = "acme") -> dict[str, str]:
+        """Auth headers with a new key of `tenant`."""
+        return self.auth_headers(self.new_key(tenant))
+
+    def upload(
+        self,
+        headers: dict[str, str],
+        data: bytes,
+        filename: str = "input.jsonl",
+        purpose: str | None = "input",
+    ) -> TestResponse:
+        """``POST /v1/files`` (multipart) with `data` as the file."""
+        import io
+
+        form: dict[str, Any] = {"file": (io.BytesIO(data), filename)}
+        if purpose is not None:
+            form["purpose"] = purpose
+        return self.client.post("/v1/files", headers=headers, data=form, content_type="multipart/form-data")
+
+    def submit(self, headers: dict[str, str], **body: Any) -> TestResponse:
+        """``POST /v1/jobs`` with `body` as JSON."""
+        return self.client.post("/v1/jobs", headers=headers, json=body)
+
+
+@pytest.fixture
+def make_client() -> Callable[[Settings], ApiClient]:
+    def make(settings: Settings) -> ApiClient:
+        app = create_app(settings)
+        app.config["TESTING"] = True
+        return ApiClient(app=app, client=app.test_client(), settings=settings)
+
+    return make
+
+
+@pytest.fixture
+def api(make_client: Callable[[Settings], ApiClient], s3_settings: Settings) -> ApiClient:
+    return make_client(s3_settings)

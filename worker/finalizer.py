@@ -1,0 +1,119 @@
+"""Finalize: join the parts' objects into the output and error files, register them, end the job."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from sqlalchemy import select
+
+from shared import jobs, keys, queue
+from shared.db import session_scope
+from shared.ids import new_id
+from shared.models import File, Job, JobPart, utcnow
+from shared.settings import Settings
+from shared.states import JobStatus, PartStatus
+from shared.storage import Storage, get_storage
+
+log = logging.getLogger(__name__)
+
+WAIT_FOR_RUNNING_PARTS_SECONDS = 2
+
+
+def _sha256(storage: Storage, key: str) -> str:
+    h = hashlib.sha256()
+    for chunk in storage.iter_bytes(key):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def finalize_job(job_id: str, settings: Settings) -> str:
+    """Returns the job's end state, or `waiting` when running parts must stop first."""
+    with session_scope(settings) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return "missing"
+        status = JobStatus(job.status)
+        if status is JobStatus.CANCELLING:
+            if jobs.running_parts(session, job_id) > 0:
+                waiting = True
+            else:
+                waiting = False
+                jobs.skip_unstarted_parts(session, job_id)
+        elif status is JobStatus.FINALIZING:
+            waiting = False
+        else:
+            return status.value
+        tenant_id = job.tenant_id
+        expired = job.error_code == "expired"
+        parts = session.execute(
+            select(JobPart.output_key, JobPart.error_key, JobPart.completed, JobPart.failed)
+            .where(
+                JobPart.job_id == job_id, JobPart.status.in_([PartStatus.DONE.value, PartStatus.FAILED.value])
+            )
+            .order_by(JobPart.index)
+        ).all()
+    if waiting:
+        queue.try_send(
+            queue.TASK_FINALIZE, [job_id], countdown=WAIT_FOR_RUNNING_PARTS_SECONDS, settings=settings
+        )
+        return "waiting"
+
+    storage = get_storage(settings)
+    out_key = keys.job_output_key(tenant_id, job_id)
+    err_key = keys.job_error_key(tenant_id, job_id)
+    out_bytes = storage.concat([p.output_key for p in parts if p.output_key], out_key)
+    err_bytes = storage.concat([p.error_key for p in parts if p.error_key], err_key)
+    completed = sum(p.completed for p in parts)
+    failed = sum(p.failed for p in parts)
+    now = utcnow()
+    output = File(
+        id=new_id("file"),
+        tenant_id=tenant_id,
+        filename=f"{job_id}-output.jsonl",
+        purpose="output",
+        format="jsonl",
+        bytes=out_bytes,
+        records=completed,
+        fields=[],
+        sha256=_sha256(storage, out_key),
+        storage_key=out_key,
+        job_id=job_id,
+        created_at=now,
+    )
+    errors = File(
+        id=new_id("file"),
+        tenant_id=tenant_id,
+        filename=f"{job_id}-errors.jsonl",
+        purpose="errors",
+        format="jsonl",
+        bytes=err_bytes,
+        records=failed,
+        fields=[],
+        sha256=_sha256(storage, err_key),
+        storage_key=err_key,
+        job_id=job_id,
+        created_at=now,
+    )
+    if status is JobStatus.FINALIZING:
+        target = JobStatus.SUCCEEDED
+    else:
+        target = JobStatus.EXPIRED if expired else JobStatus.CANCELLED
+    with session_scope(settings) as session:
+        session.add_all([output, errors])
+        session.flush()
+        left = jobs.transition(
+            session,
+            job_id,
+            target,
+            sources=frozenset({status}),
+            message=f"{completed} records done, {failed} failed",
+            data={"completed": completed, "failed": failed},
+            output_file_id=output.id,
+            error_file_id=errors.id,
+        )
+        if left is None:
+            session.rollback()
+            return "lost"
+    log.info("job %s %s: %d records, %d errors", job_id, target.value, completed, failed)
+    return target.value

@@ -1,0 +1,124 @@
+"""The task-agnostic batching loop: preprocess, batch by length under a token budget, run, restore order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from shared.errors import InvalidRequest
+from worker.batching import padding_ratio, plan_batches
+from worker.predictors.base import Predictor
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class Stopped(Exception):
+    """`on_batch` asked to stop (job cancelled, lease lost); `completed` items were done before."""
+
+    def __init__(self, completed: int) -> None:
+        super().__init__(f"stopped after {completed} items")
+        self.completed = completed
+
+
+@dataclass
+class PredictionResult:
+    outputs: list[dict[str, Any]]  # one per input value, in input order
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device() -> torch.device:
+    """The GPU this worker process sees (one per process), else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for a precision setting; None runs in float32.
+
+    auto: bf16 on a GPU that supports it (fp16 on older GPUs), fp32 on the CPU. bf16 and fp16 are
+    honored as asked, on the CPU too.
+    """
+    if precision not in PRECISIONS:
+        raise InvalidRequest(
+            f"params.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}",
+            field="params.precision",
+        )
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def run_predictions(
+    predictor: Predictor,
+    values: list[Any],
+    params: dict[str, Any],
+    *,
+    batch_tokens: int,
+    max_batch_size: int,
+    on_batch: Callable[[int], bool] | None = None,
+) -> PredictionResult:
+    """Run `predictor` over `values` in length-sorted batches; outputs come back in input order.
+
+    `on_batch(n)` is called after each batch with the number of items it finished; returning False
+    raises `Stopped`.
+    """
+    started = time.perf_counter()
+    prepared = predictor.preprocess(values, params)
+    preprocess_seconds = time.perf_counter() - started
+    if len(prepared.lengths) != len(values):
+        raise RuntimeError(
+            f"{type(predictor).__name__}.preprocess returned {len(prepared.lengths)} lengths "
+            f"for {len(values)} values"
+        )
+    batches = plan_batches(prepared.lengths, batch_tokens, max_batch_size)
+    dtype = autocast_dtype(predictor.device, str(params.get("precision") or "auto"))
+    outputs: list[dict[str, Any] | None] = [None] * len(values)
+    forward_seconds = 0.0
+    done = 0
+    for indices in batches:
+        batch_started = time.perf_counter()
+        with torch.inference_mode():
+            batch = predictor.collate(prepared, indices)
+            with _autocast(predictor.device, dtype):
+                output = predictor.forward(batch)
+            results = predictor.postprocess(output, params)
+        forward_seconds += time.perf_counter() - batch_started
+        if len(results) != len(indices):
+            raise RuntimeError(
+                f"{type(predictor).__name__}.postprocess returned {len(results)} results "
+                f"for {len(indices)} items"
+            )
+        for i, result in zip(indices, results, strict=True):
+            outputs[i] = result
+        done += len(indices)
+        if on_batch is not None and not on_batch(len(indices)):
+            raise Stopped(done)
+    stats = {
+        "batches": len(batches),
+        "padding_ratio": round(padding_ratio(prepared.lengths, batches), 4),
+        "tokens": sum(prepared.lengths),
+        "forward_seconds": round(forward_seconds, 4),
+        "preprocess_seconds": round(preprocess_seconds, 4),
+        "precision": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
+    }
+    log.debug("predicted %d items: %s", len(values), stats)
+    return PredictionResult(outputs=[o for o in outputs if o is not None], stats=stats)

@@ -1,0 +1,84 @@
+"""One Celery worker process: prefork, concurrency 1, prefetch 1, JSON only, models cached in the child."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, signals
+
+from shared.db import dispose_engines
+from shared.queue import ALL_QUEUES, QUEUE_CONTROL, QUEUE_INFERENCE, make_celery
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUES = (QUEUE_CONTROL, QUEUE_INFERENCE)
+
+
+def build_worker_app(settings: Settings) -> Celery:
+    app = make_celery(settings)
+    app.conf.imports = ("worker.tasks",)
+    import worker.tasks  # noqa: F401  (registers the shared tasks)
+
+    return app
+
+
+@signals.worker_process_init.connect
+def _child_init(**_: Any) -> None:
+    """In each pool child: fresh DB connections (never share a forked pool) and the torch thread count."""
+    dispose_engines()
+    settings = get_settings()
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+
+@signals.worker_ready.connect
+def _reconcile_on_start(**_: Any) -> None:
+    """A worker that starts re-sends what SQL says is owed (e.g. after a broker restart)."""
+    from worker.reconciler import reconcile
+
+    try:
+        reconcile(get_settings())
+    except Exception as e:
+        log.warning("start-up reconcile failed: %s", e)
+
+
+def worker_argv(
+    queues: tuple[str, ...], name: str, concurrency: int, beat: bool, pool: str, loglevel: str
+) -> list[str]:
+    for q in queues:
+        if q not in ALL_QUEUES:
+            raise ValueError(f"unknown queue {q!r}; choose from {', '.join(ALL_QUEUES)}")
+    argv = [
+        "worker",
+        f"--queues={','.join(queues)}",
+        f"--hostname={name}",
+        f"--concurrency={concurrency}",
+        f"--pool={pool}",
+        f"--loglevel={loglevel}",
+        "--prefetch-multiplier=1",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv.append("--beat")
+    return argv
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    queues: tuple[str, ...] = DEFAULT_QUEUES,
+    name: str | None = None,
+    concurrency: int = 1,
+    beat: bool = False,
+    pool: str = "prefork",
+    loglevel: str = "INFO",
+) -> None:
+    app = build_worker_app(settings)
+    name = name or f"inferq-{os.getpid()}@%h"
+    app.worker_main(worker_argv(queues, name, concurrency, beat, pool, loglevel))

@@ -1,0 +1,90 @@
+"""Plan: split a job's input file into parts by byte range and send one message per part."""
+
+from __future__ import annotations
+
+import logging
+
+from shared.records import plan_parts
+from sqlalchemy import select
+
+from shared import jobs, queue
+from shared.db import session_scope
+from shared.models import File, Job, JobPart
+from shared.settings import Settings
+from shared.states import WORKING, JobStatus, PartStatus
+from shared.storage import StorageError, get_storage
+
+log = logging.getLogger(__name__)
+
+
+def part_size(total_hint: int | None, settings: Settings) -> int:
+    """Records per part: the configured size, smaller for small files so every worker gets work."""
+    if not total_hint:
+        return settings.part_records
+    # Aim for at least 8 parts when the file allows it, but never below 100 records a part.
+    return max(min(settings.part_records, -(-total_hint // 8)), min(100, settings.part_records))
+
+
+def plan_job(job_id: str, settings: Settings) -> None:
+    with session_scope(settings) as session:
+        job = session.get(Job, job_id)
+        if job is None or JobStatus(job.status) not in WORKING:
+            return
+        if job.parts_total is not None:
+            # A duplicate plan message: the parts exist; make sure none waits for a lost message.
+            queued = (
+                session.execute(
+                    select(JobPart.id).where(
+                        JobPart.job_id == job_id, JobPart.status == PartStatus.QUEUED.value
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            resend = list(queued)
+        else:
+            resend = None
+            file = session.get(File, job.input_file_id) if job.input_file_id else None
+    if resend is not None:
+        for part_id in resend:
+            queue.try_send(queue.TASK_RUN_PART, [part_id], settings=settings)
+        return
+    if file is None:
+        with session_scope(settings) as session:
+            jobs.fail_job(
+                session, job_id, "input_file_missing", "the input file was deleted before the job ran"
+            )
+        return
+
+    storage = get_storage(settings)
+    try:
+        specs, total = plan_parts(
+            storage.iter_bytes(file.storage_key), file.format, part_size(file.records, settings)
+        )
+    except StorageError as e:
+        log.warning("job %s: cannot read input yet (%s); the reconciler will retry", job_id, e)
+        raise
+
+    with session_scope(settings) as session:
+        if not jobs.set_plan(session, job_id, specs, total):
+            return
+        finalize = False
+        if not specs and jobs.transition(
+            session,
+            job_id,
+            JobStatus.FINALIZING,
+            sources=frozenset({JobStatus.RUNNING}),
+            message="no records",
+        ):
+            jobs.mark_sent(session, job_id)
+            finalize = True
+        part_ids = (
+            session.execute(select(JobPart.id).where(JobPart.job_id == job_id).order_by(JobPart.index))
+            .scalars()
+            .all()
+        )
+    log.info("job %s planned: %d parts, %d records", job_id, len(part_ids), total)
+    if finalize:
+        queue.try_send(queue.TASK_FINALIZE, [job_id], settings=settings)
+    for part_id in part_ids:
+        queue.try_send(queue.TASK_RUN_PART, [part_id], settings=settings)

@@ -1,0 +1,132 @@
+"""The seam between the batching loop and a task: load, preprocess, collate, forward, postprocess.
+
+The loop (`worker.inference.run_predictions`) knows nothing about tasks; a new task is one new class.
+Models load from a local Hugging Face folder: safetensors weights only, never remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from shared.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+# Tokenizers report a huge sentinel when they have no limit of their own.
+_NO_LIMIT = 1_000_000
+
+
+@dataclass
+class Prepared:
+    """What preprocess made of a list of inputs: per-item features (unpadded) and lengths in tokens."""
+
+    lengths: list[int]
+    features: dict[str, list[Any]] = field(default_factory=dict)
+
+
+class Predictor(ABC):
+    task: ClassVar[str]
+
+    def __init__(self, model_dir: Path, device: torch.device, config: dict[str, Any]) -> None:
+        self.model_dir = model_dir
+        self.device = device
+        self.config = dict(config)
+
+    @abstractmethod
+    def preprocess(self, values: list[Any], params: dict[str, Any]) -> Prepared: ...
+
+    @abstractmethod
+    def collate(self, prepared: Prepared, indices: list[int]) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def forward(self, batch: dict[str, torch.Tensor]) -> Any: ...
+
+    @abstractmethod
+    def postprocess(self, output: Any, params: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A small JSON config file of a model folder, or None when absent."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except ValueError as e:
+        raise InvalidRequest(f"{path.name} in the model folder is not valid JSON: {e}") from e
+    return data if isinstance(data, dict) else None
+
+
+def int_param(params: dict[str, Any], name: str, minimum: int = 1) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequest(
+            f"params.{name} must be an integer >= {minimum}, got {value!r}", field=f"params.{name}"
+        )
+    return value
+
+
+class TextPredictor(Predictor):
+    """Shared text steps: a Hugging Face tokenizer, truncation to max_length, padding per batch."""
+
+    # Set by subclasses once the model is loaded: the most positions the model can take.
+    model_max_positions: int = 512
+    default_max_length: int = 512
+
+    def __init__(self, model_dir: Path, device: torch.device, config: dict[str, Any]) -> None:
+        super().__init__(model_dir, device, config)
+        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
+            str(model_dir), local_files_only=True, trust_remote_code=False
+        )
+        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+        self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
+
+    def _position_limit(self, model_config: Any) -> int:
+        limit = int(getattr(model_config, "max_position_embeddings", 0) or 0) or _NO_LIMIT
+        tokenizer_limit = int(getattr(self.tokenizer, "model_max_length", 0) or 0)
+        if 0 < tokenizer_limit < _NO_LIMIT:
+            limit = min(limit, tokenizer_limit)
+        return limit if limit < _NO_LIMIT else 512
+
+    def max_length(self, params: dict[str, Any]) -> int:
+        """The `max_length` param, else the model's own setting; never above what the model can take."""
+        asked = int_param(params, "max_length")
+        if asked is None:
+            asked = int(self.config.get("max_length") or self.default_max_length)
+        return min(asked, self.model_max_positions)
+
+    def preprocess(self, values: list[Any], params: dict[str, Any]) -> Prepared:
+        if not values:
+            return Prepared(lengths=[], features={"input_ids": []})
+        encoded = self.tokenizer(
+            [str(v) for v in values],
+            truncation=True,
+            max_length=self.max_length(params),
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        ids: list[list[int]] = encoded["input_ids"]
+        return Prepared(lengths=[len(x) for x in ids], features={"input_ids": ids})
+
+    def collate(self, prepared: Prepared, indices: list[int]) -> dict[str, torch.Tensor]:
+        rows = [prepared.features["input_ids"][i] for i in indices]
+        width = max((len(r) for r in rows), default=0)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for n, row in enumerate(rows):
+            input_ids[n, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[n, : len(row)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": mask}
+        if self.uses_token_types:
+            batch["token_type_ids"] = torch.zeros_like(input_ids)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}

@@ -1,0 +1,57 @@
+"""Text classification: a sequence-classification head, softmax over its labels, the top_k of them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from shared.errors import InvalidRequest
+from shared.tasks import TEXT_CLASSIFICATION
+from worker.predictors.base import TextPredictor, int_param
+
+log = logging.getLogger(__name__)
+
+
+class TextClassificationPredictor(TextPredictor):
+    task = TEXT_CLASSIFICATION
+
+    def __init__(self, model_dir: Path, device: torch.device, config: dict[str, Any]) -> None:
+        super().__init__(model_dir, device, config)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir),
+            use_safetensors=True,
+            trust_remote_code=False,
+            local_files_only=True,
+            dtype=torch.float32,
+        )
+        self.model.to(device).eval()
+        self.model_max_positions = self._position_limit(self.model.config)
+        self.default_max_length = self.model_max_positions
+        id2label = self.model.config.id2label or {}
+        if not id2label:
+            raise InvalidRequest(f"{model_dir}/config.json has no id2label: not a classification model")
+        self.labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+        if len(self.labels) != self.model.config.num_labels:
+            raise InvalidRequest(
+                f"config.json names {len(self.labels)} labels "
+                f"but the model has {self.model.config.num_labels}"
+            )
+        # Multi-label models score each label on its own; single-label ones share one distribution.
+        self.multi_label = self.model.config.problem_type == "multi_label_classification"
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.model(**batch).logits.float()
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+
+    def postprocess(self, output: torch.Tensor, params: dict[str, Any]) -> list[dict[str, Any]]:
+        top_k = min(int_param(params, "top_k") or len(self.labels), len(self.labels))
+        probs, ids = output.float().topk(top_k, dim=-1)
+        results: list[dict[str, Any]] = []
+        for row_probs, row_ids in zip(probs.cpu().tolist(), ids.cpu().tolist(), strict=True):
+            scores = {self.labels[i]: p for i, p in zip(row_ids, row_probs, strict=True)}
+            results.append({"label": self.labels[row_ids[0]], "score": row_probs[0], "scores": scores})
+        return results

@@ -1,0 +1,143 @@
+"""Reconcile: re-send every message SQL says is owed, and expire jobs past their window.
+
+Runs on Celery beat and once at worker start. The broker may lose messages (Redis flushed or
+restarted); the rows never do. Duplicates are harmless: every task re-checks its row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+
+from shared import jobs, queue
+from shared.db import session_scope
+from shared.models import Job, JobPart, utcnow
+from shared.settings import Settings
+from shared.states import LIVE, WORKING, JobStatus, PartStatus
+
+log = logging.getLogger(__name__)
+
+CONTROL_RESEND_SECONDS = 60
+
+
+@dataclass
+class ReconcileReport:
+    plans: int = 0
+    parts: int = 0
+    finalizes: int = 0
+    expired: int = 0
+
+    def total(self) -> int:
+        return self.plans + self.parts + self.finalizes + self.expired
+
+
+def reconcile(settings: Settings, *, resend_after: int | None = None) -> ReconcileReport:
+    report = ReconcileReport()
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.resend_after_seconds if resend_after is None else resend_after)
+    control_stale = now - timedelta(
+        seconds=min(CONTROL_RESEND_SECONDS, settings.resend_after_seconds)
+        if resend_after is None
+        else resend_after
+    )
+    working = [s.value for s in WORKING]
+
+    with session_scope(settings) as session:
+        # Jobs past their completion window stop like a cancel and end `expired`.
+        overdue = (
+            session.execute(
+                select(Job.id).where(
+                    Job.status.in_([s.value for s in LIVE if s is not JobStatus.CANCELLING]),
+                    Job.expires_at.is_not(None),
+                    Job.expires_at < now,
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for job_id in overdue:
+            if jobs.transition(
+                session,
+                job_id,
+                JobStatus.CANCELLING,
+                message="completion window passed",
+                error_code="expired",
+                error_message="the job did not finish within its window",
+            ):
+                jobs.mark_sent(session, job_id)
+                report.expired += 1
+    for job_id in overdue:
+        queue.try_send(queue.TASK_FINALIZE, [job_id], settings=settings)
+
+    with session_scope(settings) as session:
+        plans = (
+            session.execute(
+                select(Job.id).where(
+                    Job.status.in_(working),
+                    Job.parts_total.is_(None),
+                    or_(Job.sent_at.is_(None), Job.sent_at < control_stale),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        finals = (
+            session.execute(
+                select(Job.id).where(
+                    Job.status.in_([JobStatus.FINALIZING.value, JobStatus.CANCELLING.value]),
+                    or_(Job.sent_at.is_(None), Job.sent_at < control_stale),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        parts = (
+            session.execute(
+                select(JobPart.id)
+                .join(Job, Job.id == JobPart.job_id)
+                .where(
+                    Job.status.in_(working),
+                    or_(
+                        and_(
+                            JobPart.status == PartStatus.QUEUED.value,
+                            or_(JobPart.sent_at.is_(None), JobPart.sent_at < stale),
+                        ),
+                        and_(
+                            JobPart.status == PartStatus.RUNNING.value,
+                            JobPart.lease_expires_at < now,
+                            or_(
+                                JobPart.sent_at.is_(None),
+                                JobPart.sent_at < now - timedelta(seconds=settings.lease_seconds),
+                            ),
+                        ),
+                    ),
+                )
+                .order_by(JobPart.job_id, JobPart.index)
+            )
+            .scalars()
+            .all()
+        )
+        for ids, model in ((plans, Job), (finals, Job)):
+            if ids:
+                session.execute(update(model).where(model.id.in_(ids)).values(sent_at=now))
+        if parts:
+            session.execute(update(JobPart).where(JobPart.id.in_(parts)).values(sent_at=now))
+
+    for job_id in plans:
+        report.plans += queue.try_send(queue.TASK_PLAN, [job_id], settings=settings)
+    for job_id in finals:
+        report.finalizes += queue.try_send(queue.TASK_FINALIZE, [job_id], settings=settings)
+    for part_id in parts:
+        report.parts += queue.try_send(queue.TASK_RUN_PART, [part_id], settings=settings)
+    if report.total():
+        log.info(
+            "reconciler re-sent %d plans, %d parts, %d finalizes; expired %d jobs",
+            report.plans,
+            report.parts,
+            report.finalizes,
+            report.expired,
+        )
+    return report

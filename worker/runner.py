@@ -1,0 +1,326 @@
+"""Run part: lease the part, read its byte range, predict in batches, write its objects, commit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.records import Record, RecordError, dumps_line, error_line, parse_part, read_header
+from sqlalchemy import select
+
+from shared import jobs, keys, queue, registry
+from shared.db import session_scope
+from shared.jobs import Lease
+from shared.models import File, Job, JobPart
+from shared.settings import Settings
+from shared.storage import Storage, get_storage
+from shared.tasks import input_fields
+from worker.model_cache import ModelCache
+
+log = logging.getLogger(__name__)
+
+_cache: ModelCache | None = None
+HEADER_PROBE_BYTES = 1024 * 1024
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}" + (
+        f":gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else ""
+    )
+
+
+def model_cache(settings: Settings) -> ModelCache:
+    global _cache
+    if _cache is None:
+        _cache = ModelCache(settings.model_cache_size)
+    return _cache
+
+
+class LeaseLost(RuntimeError):
+    """Another worker holds the part now, or the job stopped: this attempt must not write."""
+
+
+@dataclass
+class Progress:
+    """Shared between the batching loop and the heartbeat thread."""
+
+    completed: int = 0
+    failed: int = 0
+    stop: str | None = None  # why the loop must stop: "lease_lost" or "cancelled"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Heartbeat(threading.Thread):
+    """Extends the lease and publishes progress every few seconds; flags the loop to stop if it must."""
+
+    def __init__(self, lease: Lease, progress: Progress, settings: Settings) -> None:
+        super().__init__(name=f"heartbeat-{lease.part_id}", daemon=True)
+        self.lease = lease
+        self.progress = progress
+        self.settings = settings
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.settings.heartbeat_seconds):
+            self.beat()
+
+    def beat(self) -> None:
+        with self.progress.lock:
+            completed, failed = self.progress.completed, self.progress.failed
+        try:
+            with session_scope(self.settings) as session:
+                if not jobs.heartbeat(session, self.lease, self.settings.lease_seconds, completed, failed):
+                    self.progress.stop = "lease_lost"
+                elif jobs.is_cancelled(session, self.lease.job_id):
+                    self.progress.stop = "cancelled"
+        except Exception as e:  # the database may be briefly down; the lease has slack for that
+            log.warning("heartbeat for part %s failed: %s", self.lease.part_id, e)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class PartContext:
+    lease: Lease
+    tenant_id: str
+    job: dict[str, Any]
+    part_index: int
+    byte_start: int
+    byte_end: int
+    first_line: int
+    first_record: int
+    records: int
+    attempts: int
+    file_key: str
+    file_format: str
+    model: registry.ResolvedModel
+
+
+def _load_context(lease: Lease, settings: Settings) -> PartContext:
+    with session_scope(settings) as session:
+        part = session.get(JobPart, lease.part_id)
+        job = session.get(Job, lease.job_id)
+        assert part is not None and job is not None
+        file = session.get(File, job.input_file_id) if job.input_file_id else None
+        if file is None:
+            raise FileNotFoundError(f"input file {job.input_file_id} of job {job.id} is gone")
+        model = registry.for_job(session, job.model, job.model_version_id)
+        return PartContext(
+            lease=lease,
+            tenant_id=job.tenant_id,
+            job={"id": job.id, "task": job.task, "params": dict(job.params or {})},
+            part_index=part.index,
+            byte_start=part.byte_start,
+            byte_end=part.byte_end,
+            first_line=part.first_line,
+            first_record=part.first_record,
+            records=part.records,
+            attempts=part.attempts,
+            file_key=file.storage_key,
+            file_format=file.format,
+            model=model,
+        )
+
+
+def _read_records(ctx: PartContext, storage: Storage) -> tuple[list[Record], list[RecordError]]:
+    header = None
+    if ctx.file_format == "csv":
+        header = read_header(b"".join(storage.iter_bytes(ctx.file_key, 0, HEADER_PROBE_BYTES)))
+    data = b"".join(storage.iter_bytes(ctx.file_key, ctx.byte_start, ctx.byte_end))
+    return parse_part(
+        data,
+        ctx.file_format,
+        first_line=ctx.first_line,
+        first_record=ctx.first_record,
+        fields=input_fields(ctx.job["task"]),
+        header=header,
+    )
+
+
+def _write_objects(
+    storage: Storage, out_key: str, err_key: str, lines: list[bytes], errors: list[RecordError]
+) -> None:
+    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as out:
+        for line in lines:
+            out.write(line)
+        out.seek(0)
+        storage.put_stream(out_key, out)  # type: ignore[arg-type]
+    storage.put_bytes(err_key, b"".join(error_line(e) for e in sorted(errors, key=lambda e: e.index)))
+
+
+def run_part(part_id: str, settings: Settings) -> str:
+    """Returns what happened: done, failed, skipped (not claimable), lost (lease lost), released."""
+    owner = worker_name()
+    with session_scope(settings) as session:
+        lease = jobs.claim_part(session, part_id, owner, settings.lease_seconds)
+    if lease is None:
+        return "skipped"
+    ctx = _load_context(lease, settings)
+    storage = get_storage(settings)
+    out_key = keys.part_output_key(ctx.tenant_id, ctx.job["id"], ctx.part_index)
+    err_key = keys.part_error_key(ctx.tenant_id, ctx.job["id"], ctx.part_index)
+
+    if ctx.attempts > settings.max_part_attempts:
+        return _give_up(
+            ctx,
+            storage,
+            settings,
+            out_key,
+            err_key,
+            "worker_lost",
+            f"the worker running this record was lost {ctx.attempts - 1} times (out of memory?)",
+        )
+
+    progress = Progress()
+    heartbeat = Heartbeat(lease, progress, settings)
+    heartbeat.start()
+    try:
+        started = time.perf_counter()
+        records, errors = _read_records(ctx, storage)
+        with progress.lock:
+            progress.failed = len(errors)
+        read_seconds = time.perf_counter() - started
+        outputs, stats = _predict(ctx, records, progress, settings, storage)
+        write_started = time.perf_counter()
+        lines = [dumps_line({"id": rec.id, **out}) for rec, out in zip(records, outputs, strict=True)]
+        _write_objects(storage, out_key, err_key, lines, errors)
+        stats.update(
+            read_seconds=round(read_seconds, 4),
+            write_seconds=round(time.perf_counter() - write_started, 4),
+            total_seconds=round(time.perf_counter() - started, 4),
+            worker=owner,
+            attempt=lease.attempt,
+        )
+    except LeaseLost as e:
+        log.info("part %s stopped: %s", part_id, e)
+        if progress.stop == "cancelled":
+            with session_scope(settings) as session:
+                jobs.release_part(
+                    session, lease, "job stopped while the part ran; its partial work is dropped"
+                )
+            return "released"
+        return "lost"
+    except Exception as e:
+        heartbeat.stop()
+        return _on_error(ctx, storage, settings, out_key, err_key, e)
+    finally:
+        heartbeat.stop()
+
+    with session_scope(settings) as session:
+        fan_in = jobs.complete_part(session, lease, len(records), len(errors), out_key, err_key, stats)
+    if fan_in is None:
+        log.info("part %s finished but its lease was taken over; discarded", part_id)
+        return "lost"
+    log.info(
+        "job %s part %d done: %d ok, %d errors in %.2fs on %s",
+        ctx.job["id"],
+        ctx.part_index,
+        len(records),
+        len(errors),
+        stats["total_seconds"],
+        owner,
+    )
+    if fan_in.finalize:
+        queue.try_send(queue.TASK_FINALIZE, [ctx.job["id"]], settings=settings)
+    return "done"
+
+
+def _predict(
+    ctx: PartContext, records: list[Record], progress: Progress, settings: Settings, storage: Storage
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from worker.inference import Stopped, resolve_device, run_predictions
+
+    if not records:
+        return [], {"batches": 0}
+    device = resolve_device()
+    load_started = time.perf_counter()
+    predictor = model_cache(settings).get(
+        ctx.model, ctx.job["task"], storage, settings.model_cache_dir, str(device)
+    )
+    load_seconds = time.perf_counter() - load_started
+    params = ctx.job["params"]
+
+    def on_batch(n: int) -> bool:
+        with progress.lock:
+            progress.completed += n
+        return progress.stop is None
+
+    try:
+        result = run_predictions(
+            predictor,
+            [r.value for r in records],
+            params,
+            batch_tokens=int(params.get("batch_tokens") or settings.batch_tokens),
+            max_batch_size=settings.max_batch_size,
+            on_batch=on_batch,
+        )
+    except Stopped as e:
+        raise LeaseLost(progress.stop or "stopped") from e
+    stats = dict(result.stats)
+    stats["model_load_seconds"] = round(load_seconds, 4)
+    stats["device"] = str(device)
+    return result.outputs, stats
+
+
+def _on_error(
+    ctx: PartContext, storage: Storage, settings: Settings, out_key: str, err_key: str, error: Exception
+) -> str:
+    """An attempt raised: retry it, or give up after max attempts (counted in SQL, not in the broker)."""
+    message = f"{type(error).__name__}: {error}"
+    if ctx.attempts >= settings.max_part_attempts:
+        log.exception("job %s part %d failed for good", ctx.job["id"], ctx.part_index, exc_info=error)
+        return _give_up(ctx, storage, settings, out_key, err_key, "processing_error", message)
+    log.warning(
+        "job %s part %d attempt %d failed, retrying: %s", ctx.job["id"], ctx.part_index, ctx.attempts, message
+    )
+    with session_scope(settings) as session:
+        released = jobs.release_part(session, ctx.lease, f"attempt {ctx.attempts} failed: {message}")
+    if released:
+        queue.try_send(
+            queue.TASK_RUN_PART, [ctx.lease.part_id], countdown=min(30, 2**ctx.attempts), settings=settings
+        )
+    return "released"
+
+
+def _give_up(
+    ctx: PartContext,
+    storage: Storage,
+    settings: Settings,
+    out_key: str,
+    err_key: str,
+    code: str,
+    message: str,
+) -> str:
+    """The part failed too often: every record becomes an error line, and the job goes on."""
+    try:
+        records, errors = _read_records(ctx, storage)
+    except Exception as e:
+        log.error("job %s part %d unreadable: %s", ctx.job["id"], ctx.part_index, e)
+        records, errors = [], []
+    all_errors = errors + [RecordError(r.index, r.line, r.id, code, message) for r in records]
+    _write_objects(storage, out_key, err_key, [], all_errors)
+    with session_scope(settings) as session:
+        fan_in = jobs.fail_part(session, ctx.lease, code, message, err_key, out_key)
+    if fan_in is None:
+        return "lost"
+    log.error("job %s part %d failed: %s", ctx.job["id"], ctx.part_index, message)
+    if fan_in.finalize:
+        queue.try_send(queue.TASK_FINALIZE, [ctx.job["id"]], settings=settings)
+    return "failed"
+
+
+def part_ids_of(settings: Settings, job_id: str) -> list[str]:
+    with session_scope(settings) as session:
+        return list(
+            session.execute(
+                select(JobPart.id).where(JobPart.job_id == job_id).order_by(JobPart.index)
+            ).scalars()
+        )

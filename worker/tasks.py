@@ -1,0 +1,60 @@
+"""The Celery tasks: thin wrappers that hand a row id to the stage that owns it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy.exc import OperationalError
+
+from shared.queue import TASK_FINALIZE, TASK_PLAN, TASK_RECONCILE, TASK_RUN_PART
+from shared.settings import get_settings
+from shared.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+TASK_OPTIONS: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+# Dependencies that come back: retry with backoff instead of dropping the message.
+TRANSIENT = (StorageError, OperationalError)
+
+
+def _backoff(retries: int) -> int:
+    return int(min(60, 2 ** (retries + 1)))
+
+
+@shared_task(name=TASK_PLAN, bind=True, max_retries=5, **TASK_OPTIONS)
+def plan_job(self: Any, job_id: str) -> None:
+    from worker.planner import plan_job as plan
+
+    try:
+        plan(job_id, get_settings())
+    except TRANSIENT as e:
+        raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
+
+
+@shared_task(name=TASK_RUN_PART, bind=True, max_retries=10, **TASK_OPTIONS)
+def run_part(self: Any, part_id: str) -> str:
+    from worker.runner import run_part as run
+
+    try:
+        return run(part_id, get_settings())
+    except TRANSIENT as e:
+        raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
+
+
+@shared_task(name=TASK_FINALIZE, bind=True, max_retries=10, **TASK_OPTIONS)
+def finalize_job(self: Any, job_id: str) -> str:
+    from worker.finalizer import finalize_job as finalize
+
+    try:
+        return finalize(job_id, get_settings())
+    except TRANSIENT as e:
+        raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
+
+
+@shared_task(name=TASK_RECONCILE, ignore_result=True)
+def reconcile() -> int:
+    from worker.reconciler import reconcile as run
+
+    return run(get_settings()).total()
