@@ -119,7 +119,7 @@ def send(
             priority=priority,
             countdown=countdown,
             retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "timeout": 5},
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )
     except Exception as e:  # kombu raises many connection error types
         raise BrokerError(f"broker unreachable: {e}") from e

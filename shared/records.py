@@ -154,6 +154,7 @@ class _LineSplitter:
         else:
             block = chunk[: last + 1]
         self._hold(chunk[last + 1 :])
+        self.lines_done += block.count(b"\n")
         return block
 
     def finish(self) -> bytes:
@@ -171,11 +172,15 @@ class _LineSplitter:
 
     def too_long(self, line: int) -> TooLarge:
         return TooLarge(
-            f"line {line} is longer than {self.max_line_bytes // (1024 * 1024)} MiB; "
+            f"line {line} is longer than {_size(self.max_line_bytes)}; "
             "each record must fit on a line under that size",
             field="file",
             code="line_too_long",
         )
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 def _csv_in_quote(line: bytes, in_quote: bool) -> bool:
@@ -231,10 +236,6 @@ class _CsvAssembler:
         self._line = 0
         self._start = 0
 
-    @property
-    def open(self) -> bool:
-        return bool(self._pieces)
-
     def line(self, data: bytes, line: int, start: int) -> _CsvRecord | None:
         """Feed one physical line (no newline); the record it completes, if any (blank lines give none)."""
         if not self._pieces:
@@ -249,7 +250,7 @@ class _CsvAssembler:
         if self._size > self.max_record_bytes:
             raise TooLarge(
                 f"the CSV record starting at line {self._line} is longer than "
-                f"{self.max_record_bytes // (1024 * 1024)} MiB: is a quoted field left unclosed?",
+                f"{_size(self.max_record_bytes)}: is a quoted field left unclosed?",
                 field="file",
                 code="line_too_long",
             )
@@ -434,7 +435,6 @@ class UploadScanner:
                 record = self._csv.line(raw, self._line, 0)
                 if record is not None:
                     self._csv_record(record)
-        self._splitter.lines_done = self._line
 
     def _count(self) -> None:
         self._records += 1

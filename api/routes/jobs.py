@@ -22,7 +22,7 @@ from api.serializers import event_object, job_object
 from shared import jobs, queue, registry
 from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
 from shared.ids import new_id
-from shared.models import File, Job, JobEvent, ModelVersion, utcnow
+from shared.models import File, Job, JobEvent, ModelVersion
 from shared.states import TERMINAL, JobStatus
 from shared.tasks import input_fields
 
@@ -112,7 +112,6 @@ def submit_job() -> tuple[dict[str, Any], int]:
             if status != "ready":
                 raise NotFound(f"model {spec.model!r} does not exist", field="model", code="model_not_found")
         f = input_file_for(session, spec)
-        now = utcnow()
         job = jobs.create(
             session,
             Job(
@@ -127,9 +126,9 @@ def submit_job() -> tuple[dict[str, Any], int]:
                 priority=spec.priority,
                 metadata_=spec.metadata,
                 webhook_url=spec.webhook_url,
-                expires_at=now + timedelta(seconds=window),
             ),
         )
+        job.expires_at = job.created_at + timedelta(seconds=window)
         jobs.mark_sent(session, job.id)
         session.flush()
         session.refresh(job)

@@ -29,10 +29,11 @@ CSV_WITHOUT_TEXT = b"id,body\n1,hello\n2,world\n"
 
 
 def control_messages(settings: Settings) -> list[dict[str, Any]]:
-    """The messages waiting on the `control` queue (kombu's Redis transport keeps a list per queue)."""
+    """The messages waiting on the `control` queue, oldest first (kombu's Redis transport keeps a list
+    per queue, pushing at the head and consuming from the tail)."""
     client = redis.Redis.from_url(settings.broker_url)
     try:
-        return [json.loads(raw) for raw in client.lrange(QUEUE_CONTROL, 0, -1)]
+        return [json.loads(raw) for raw in reversed(client.lrange(QUEUE_CONTROL, 0, -1))]
     finally:
         client.close()
 

@@ -217,6 +217,13 @@ def test_scanner_caps_the_line_length() -> None:
     assert "line 2" in e.value.message
 
 
+def test_scanner_caps_a_long_line_that_arrives_in_one_chunk() -> None:
+    scanner = UploadScanner("jsonl", 10, max_line_bytes=100)
+    with pytest.raises(TooLarge) as e:
+        scanner.feed(b'{"text": "a"}\n' + b"x" * 300 + b"\n")
+    assert "line 2" in e.value.message
+
+
 def test_scanner_caps_an_unclosed_csv_quote() -> None:
     scanner = UploadScanner("csv", 1000, max_line_bytes=1000)
     scanner.feed(b'id,text\n1,"never closed\n')
@@ -609,10 +616,3 @@ def test_dumps_line_and_error_line() -> None:
         "error": {"code": "invalid_json", "message": "bad"},
     }
     assert error_line(err).endswith(b"\n") and error_line(err).count(b"\n") == 1
-
-
-def test_scanner_caps_a_long_line_that_arrives_in_one_chunk() -> None:
-    scanner = UploadScanner("jsonl", 10, max_line_bytes=100)
-    with pytest.raises(TooLarge) as e:
-        scanner.feed(b'{"text": "a"}\n' + b"x" * 300 + b"\n")
-    assert "line 2" in e.value.message
