@@ -5,6 +5,7 @@ The app never reads the environment: everything comes from the `Settings` given 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +17,7 @@ from shared.settings import Settings
 from shared.storage import Storage, get_storage
 
 SETTINGS_KEY = "INFERQ_SETTINGS"
+ID_RE = re.compile(r"^[a-z]{1,20}_[0-9a-z]{1,64}$")
 
 
 def settings_of(app: Flask) -> Settings:
@@ -44,3 +46,8 @@ def tenant_id() -> str:
     value = g.get("tenant_id")
     assert isinstance(value, str), "tenant_id() used on a route without authentication"
     return value
+
+
+def plausible_id(value: str, prefix: str) -> bool:
+    """Whether `value` could be an id this server made (`file_…`); anything else is simply not found."""
+    return value.startswith(f"{prefix}_") and ID_RE.match(value) is not None

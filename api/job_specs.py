@@ -185,7 +185,8 @@ def parse_webhook_url(value: Any) -> str | None:
         return None
     url = _string(value, "webhook_url", MAX_URL_LENGTH)
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    clean = url.isprintable() and not any(ch.isspace() for ch in url)
+    if not clean or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise _invalid("webhook_url must be an http:// or https:// URL", "webhook_url")
     return url
 

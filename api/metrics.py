@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from shared.db import session_scope
 from shared.models import Job, JobPart
@@ -28,6 +29,11 @@ EXTENSION = "inferq_metrics"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
+def _count_by_status(session: Session, column: InstrumentedAttribute[str]) -> dict[str, int]:
+    rows = session.execute(select(column, func.count()).group_by(column)).all()
+    return {str(status): int(count) for status, count in rows}
+
+
 class JobsCollector(Collector):
     """`inferq_jobs{status}`, `inferq_job_parts{status}` and `inferq_database_up`, read at scrape time."""
 
@@ -38,12 +44,8 @@ class JobsCollector(Collector):
         up = GaugeMetricFamily("inferq_database_up", "1 when the last scrape could read the database")
         try:
             with session_scope(self.settings) as session:
-                job_counts = dict(
-                    session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples()
-                )
-                part_counts = dict(
-                    session.execute(select(JobPart.status, func.count()).group_by(JobPart.status)).tuples()
-                )
+                job_counts = _count_by_status(session, Job.status)
+                part_counts = _count_by_status(session, JobPart.status)
         except SQLAlchemyError as e:
             log.warning("metrics: database unavailable: %s", e)
             up.add_metric([], 0)

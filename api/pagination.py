@@ -6,6 +6,7 @@ Every list answers `{"data": [...], "has_more": bool, "next_cursor": str | null}
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -18,7 +19,7 @@ from shared.errors import InvalidRequest
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-MAX_CURSOR_LENGTH = 100
+CURSOR_RE = re.compile(r"^[0-9A-Za-z_-]{1,100}$")
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ def page_request() -> PageRequest:
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest(f"limit must be from 1 to {MAX_LIMIT}", field="limit", code="invalid_value")
     cursor = request.args.get("cursor") or None
-    if cursor is not None and len(cursor) > MAX_CURSOR_LENGTH:
+    if cursor is not None and not CURSOR_RE.match(cursor):
         raise InvalidRequest("cursor is not one this API gave out", field="cursor", code="invalid_cursor")
     return PageRequest(limit=limit, cursor=cursor)
 

@@ -40,14 +40,29 @@ INPUT = ROOT / "examples" / "data" / "sentences.jsonl"
 TASK = "embedding"
 MODEL = "minilm-l6"
 READY_TIMEOUT = 120.0
-JOB_TIMEOUT = 1800.0
+JOB_TIMEOUT = 900.0
+QUEUED_TIMEOUT = 300.0  # a job no worker has started by then will not start
 STOP_TIMEOUTS = {signal.SIGINT: 30.0, signal.SIGTERM: 10.0}
-QUERY_WORDS = ("exception", "handler")  # the query is the first input sentence with both words
+# The query is the first short input sentence with both words.
+QUERY_WORDS = ("exception", "handler")
+QUERY_MAX_WORDS = 30
 NEAREST = 3
 
 
 class DemoError(Exception):
     """A step of the demo failed; the message says which and why."""
+
+
+class Stopped(Exception):
+    """The demo got SIGTERM or SIGHUP: unwind so that the server is stopped too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
 
 
 def say(message: str) -> None:
@@ -85,7 +100,7 @@ def start_server(port: int, env: dict[str, str], log_path: Path) -> subprocess.P
         )
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+def wait_ready(base_url: str, proc: subprocess.Popen[bytes]) -> None:
     url = f"{base_url}/readyz"
     say(f"waiting for {url} (database, broker and storage reachable; up to {READY_TIMEOUT:.0f}s)")
     deadline = time.monotonic() + READY_TIMEOUT
@@ -93,7 +108,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> 
     why = "not answering yet"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise DemoError(f"inferq up exited with status {proc.returncode}:\n{tail(log_path)}")
+            raise DemoError(f"inferq up exited with status {proc.returncode}")
         try:
             response = httpx.get(url, timeout=2.0)
             if response.status_code == 200:
@@ -106,7 +121,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> 
             say(f"  still waiting: {why}")
             last_said = time.monotonic()
         time.sleep(0.5)
-    raise DemoError(f"{url} not ready after {READY_TIMEOUT:.0f}s ({why}); server output:\n{tail(log_path)}")
+    raise DemoError(f"{url} not ready after {READY_TIMEOUT:.0f}s ({why})")
 
 
 def create_key(env: dict[str, str]) -> str:
@@ -216,8 +231,14 @@ def run_job(client: Client) -> Job:
     job = client.submit_file(INPUT, task=TASK, model=MODEL, metadata={"source": "examples/demo.py"})
     say(f"job {job.id} {job.status}")
     bar = ProgressBar(sys.stderr)
+
+    def on_progress(current: Job) -> None:
+        bar.update(current)
+        if current.status == "queued" and bar.elapsed > QUEUED_TIMEOUT:
+            raise DemoError(f"job {current.id} still queued after {QUEUED_TIMEOUT:.0f}s: no worker took it")
+
     try:
-        final = client.wait(job.id, poll=0.5, timeout=JOB_TIMEOUT, on_progress=bar.update)
+        final = client.wait(job.id, poll=0.5, timeout=JOB_TIMEOUT, on_progress=on_progress)
     finally:
         bar.finish()
     say(summarize(final, bar.elapsed))
@@ -242,17 +263,27 @@ def report(client: Client, job: Job) -> None:
         raise DemoError(f"{len(results)} result lines + {len(errors)} error lines != {total} records")
 
     texts = input_texts(INPUT)
-    query_row = next(
-        (i for i, rid in enumerate(ids) if all(w in texts.get(rid, "").lower() for w in QUERY_WORDS)), 0
-    )
+    query_row = next((i for i, rid in enumerate(ids) if is_query(texts.get(rid, ""))), 0)
     say("")
-    say(f'semantic search: the {NEAREST} sentences nearest to {ids[query_row]} "{texts.get(ids[query_row])}"')
+    say(f"semantic search: the {NEAREST} sentences nearest to {ids[query_row]}")
+    say(f"  query: {shorten(texts.get(ids[query_row], '?'))}")
     for row, score in nearest(matrix, query_row, NEAREST):
-        say(f"  {score:.3f}  {ids[row]}  {texts.get(ids[row], '?')}")
+        say(f"  {score:.3f}  {ids[row]}  {shorten(texts.get(ids[row], '?'))}")
+
+
+def is_query(text: str) -> bool:
+    lowered = text.lower()
+    return len(text.split()) <= QUERY_MAX_WORDS and all(word in lowered for word in QUERY_WORDS)
+
+
+def shorten(text: str, width: int = 120) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
     shutil.rmtree(DATA_DIR, ignore_errors=True)
     DATA_DIR.mkdir(parents=True)
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -262,19 +293,21 @@ def main() -> int:
     log_path = DATA_DIR / "up.log"
     proc = start_server(port, env, log_path)
     try:
-        wait_ready(base_url, proc, log_path)
+        wait_ready(base_url, proc)
         key = create_key(env)
         with Client(base_url, key) as client:
             report(client, run_job(client))
         return 0
     except (DemoError, ClientError) as e:
         say(f"demo failed: {e}")
-        if proc.poll() is not None or isinstance(e, ClientError):
-            say(f"server output ({log_path}):\n{tail(log_path)}")
+        say(f"server output ({log_path}):\n{tail(log_path)}")
         return 1
     except KeyboardInterrupt:
         say("interrupted")
-        return 130
+        return 128 + signal.SIGINT
+    except Stopped as e:
+        say(f"stopped by {e}")
+        return 128 + e.signum
     finally:
         stop_server(proc)
 

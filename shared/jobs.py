@@ -172,13 +172,15 @@ def claim_part(session: Session, part_id: str, owner: str, lease_seconds: int) -
     job_status = session.execute(select(Job.status).where(Job.id == part.job_id)).scalar_one()
     if JobStatus(job_status) not in WORKING:
         return None
+    # Read before the UPDATE: the ORM synchronizes `part` with the new values when it runs.
+    seen_token, seen_attempts = part.lease_token, part.attempts
     claimable = or_(
         JobPart.status == PartStatus.QUEUED.value,
         and_(JobPart.status == PartStatus.RUNNING.value, JobPart.lease_expires_at < now),
     )
     result = session.execute(
         update(JobPart)
-        .where(JobPart.id == part_id, JobPart.lease_token == part.lease_token, claimable)
+        .where(JobPart.id == part_id, JobPart.lease_token == seen_token, claimable)
         .values(
             status=PartStatus.RUNNING.value,
             lease_token=JobPart.lease_token + 1,
@@ -190,8 +192,8 @@ def claim_part(session: Session, part_id: str, owner: str, lease_seconds: int) -
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    token = part.lease_token + 1
-    attempt = part.attempts + 1
+    token = seen_token + 1
+    attempt = seen_attempts + 1
     if attempt > 1:
         record_event(
             session,

@@ -131,7 +131,8 @@ def _libpq(url: str) -> str:
 def _drop_database(admin: str, name: str) -> None:
     with psycopg.connect(_libpq(admin), autocommit=True) as conn:
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         )
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -163,7 +164,9 @@ def make_pg_database() -> Iterator[Callable[[], str]]:
 def pg_url(make_pg_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> str:
     """A fresh Postgres database at the migrations' head, for the whole session."""
     url = make_pg_database()
-    upgrade(Settings.from_env({"INFERQ_DATABASE_URL": url, "INFERQ_DATA_DIR": str(tmp_path_factory.mktemp("pg"))}))
+    upgrade(
+        Settings.from_env({"INFERQ_DATABASE_URL": url, "INFERQ_DATA_DIR": str(tmp_path_factory.mktemp("pg"))})
+    )
     return url
 
 

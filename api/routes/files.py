@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.auth import require_auth
-from api.context import current_settings, current_storage, db, tenant_id
+from api.context import current_settings, current_storage, db, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, header_key, request_hash
 from api.pagination import list_body, page_request, paginate
 from api.serializers import file_object
@@ -59,6 +59,8 @@ def check_purpose(value: str | None) -> str:
 
 
 def _read_form_field(form: MultipartReader, part: FormPart, fields: dict[str, str]) -> None:
+    if part.name == "file":
+        raise InvalidRequest("send one 'file' part per upload", field="file", code="invalid_value")
     if part.filename is not None or part.name not in FORM_FIELDS:
         raise InvalidRequest(
             f"unknown form field {part.name!r}: send 'file' and 'purpose'",
@@ -82,6 +84,8 @@ def delete_quietly(storage: Storage, key: str) -> None:
 
 def get_file(session: Session, file_id: str, *, for_update: bool = False) -> File:
     """The tenant's file, or 404 exactly as if it did not exist."""
+    if not plausible_id(file_id, "file"):
+        raise NotFound(f"file {file_id!r} does not exist", field="file_id", code="file_not_found")
     stmt = select(File).where(File.id == file_id, File.tenant_id == tenant_id())
     if for_update:
         stmt = stmt.with_for_update()

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from api.auth import require_auth
-from api.context import current_settings, db, tenant_id
+from api.context import current_settings, db, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, header_key, request_hash
 from api.job_specs import PredictSpec, check_job_type, parse_predict
 from api.pagination import list_body, page_request, paginate
@@ -37,6 +37,8 @@ FILTER_TYPES = ("predict", "train", "evaluate")
 
 def get_job(session: Session, job_id: str) -> Job:
     """The tenant's job, or 404 exactly as if it did not exist."""
+    if not plausible_id(job_id, "job"):
+        raise NotFound(f"job {job_id!r} does not exist", field="job_id", code="job_not_found")
     job = session.execute(
         select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id())
     ).scalar_one_or_none()
@@ -66,6 +68,8 @@ def json_body() -> Any:
 def input_file_for(session: Session, spec: PredictSpec) -> File:
     """The input file: the tenant's, of purpose input, with the field the task reads. Locked for the
     transaction so that it cannot be deleted under the new job."""
+    if not plausible_id(spec.input_file, "file"):
+        raise NotFound(f"file {spec.input_file!r} does not exist", field="input_file", code="file_not_found")
     f = session.execute(
         select(File).where(File.id == spec.input_file, File.tenant_id == tenant_id()).with_for_update()
     ).scalar_one_or_none()

@@ -35,6 +35,33 @@ def test_an_unknown_route_is_404_in_the_error_shape(api: ApiClient) -> None:
         assert error_of(r)["code"] == "not_found"
 
 
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/v1/files/%00", "file_not_found"),
+        ("/v1/files/file_%00x/content", "file_not_found"),
+        ("/v1/files/job_01m8m3hv2atm7sxm06jqtcet1c", "file_not_found"),
+        ("/v1/jobs/job_%00x", "job_not_found"),
+        ("/v1/jobs/FILE_X/events", "job_not_found"),
+        ("/v1/jobs/" + "j" * 300, "job_not_found"),
+    ],
+)
+def test_ids_that_cannot_exist_are_404_like_missing_ones(api: ApiClient, path: str, code: str) -> None:
+    # when an id that no server could have made is asked for
+    r = api.client.get(path, headers=api.headers_for())
+
+    # then it is the same 404 as a missing id
+    assert r.status_code == 404
+    assert error_of(r)["code"] == code
+
+
+@pytest.mark.parametrize("cursor", ["%00", "a%20b", "x" * 101])
+def test_a_cursor_that_was_never_given_out_is_400(api: ApiClient, cursor: str) -> None:
+    r = api.client.get(f"/v1/files?cursor={cursor}", headers=api.headers_for())
+    assert r.status_code == 400
+    assert error_of(r) | {"message": ""} == {"code": "invalid_cursor", "field": "cursor", "message": ""}
+
+
 def test_a_wrong_method_is_405_with_allow(api: ApiClient) -> None:
     # when a route is called with a method it does not have
     r = api.client.put("/v1/files", headers=api.headers_for())
@@ -54,7 +81,9 @@ def test_a_trailing_slash_is_the_same_route(api: ApiClient) -> None:
     assert r.get_json()["data"] == []
 
 
-@pytest.mark.parametrize("raw", [b"{", b"", b"null", b"[]", b'"predict"', b"\xff\xfe", b"{'type': 'predict'}"])
+@pytest.mark.parametrize(
+    "raw", [b"{", b"", b"null", b"[]", b'"predict"', b"\xff\xfe", b"{'type': 'predict'}"]
+)
 def test_a_body_that_is_not_a_json_object_is_400_invalid_json(api: ApiClient, raw: bytes) -> None:
     # when the job body is malformed or not an object
     r = api.client.post("/v1/jobs", headers=api.headers_for(), data=raw, content_type="application/json")
@@ -84,10 +113,14 @@ def test_a_bad_idempotency_key_is_400(api: ApiClient) -> None:
     assert error_of(r)["field"] == "Idempotency-Key"
 
 
-def test_a_database_that_is_down_is_503(make_client: Callable[[Settings], ApiClient], s3_settings: Settings) -> None:
+def test_a_database_that_is_down_is_503(
+    make_client: Callable[[Settings], ApiClient], s3_settings: Settings
+) -> None:
     # given an app whose database is a closed port
     api = make_client(
-        s3_settings.with_overrides(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/inferq")
+        s3_settings.with_overrides(
+            database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/inferq"
+        )
     )
 
     # when an authenticated route is called
@@ -98,7 +131,9 @@ def test_a_database_that_is_down_is_503(make_client: Callable[[Settings], ApiCli
     assert error_of(r)["code"] == "database_unavailable"
 
 
-def test_storage_that_refuses_is_503(make_client: Callable[[Settings], ApiClient], s3_settings: Settings) -> None:
+def test_storage_that_refuses_is_503(
+    make_client: Callable[[Settings], ApiClient], s3_settings: Settings
+) -> None:
     # given an app whose bucket does not exist
     api = make_client(s3_settings.with_overrides(storage_url="s3://no-such-bucket-for-inferq/x"))
 

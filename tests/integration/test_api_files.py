@@ -11,12 +11,11 @@ from collections.abc import Callable, Iterator
 import boto3
 import httpx
 import pytest
-import waitress
-from waitress.server import BaseWSGIServer
+from waitress.server import TcpWSGIServer, create_server
 
 from shared.settings import KIB, MIB, Settings
 from shared.storage import S3Storage, get_storage
-from tests.conftest import ApiClient
+from tests.conftest import ApiClient, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -271,12 +270,13 @@ def test_an_oversize_upload_past_the_s3_multipart_threshold_leaves_no_open_uploa
 @pytest.fixture
 def served_small_limit(small_limit_api: ApiClient) -> Iterator[str]:
     """The 64 KiB app served by waitress (which supports chunked request bodies) on a free port."""
-    server = waitress.create_server(small_limit_api.app, host="127.0.0.1", port=0, threads=2)
-    assert isinstance(server, BaseWSGIServer)
+    port = free_port()
+    server = create_server(small_limit_api.app, host="127.0.0.1", port=port, threads=2)
+    assert isinstance(server, TcpWSGIServer)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.close()
         thread.join(timeout=5)
@@ -306,6 +306,29 @@ def test_a_chunked_upload_over_the_limit_is_413(small_limit_api: ApiClient, serv
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
     assert error_of(r)["code"] == "file_too_large"
     assert bucket_keys(small_limit_api.settings) == []
+
+
+def test_a_chunked_upload_through_a_real_server_is_stored(
+    small_limit_api: ApiClient, served_small_limit: str
+) -> None:
+    # given a multipart body sent chunked, with the purpose after the file
+    body = multipart([("file", "small.jsonl", JSONL), ("purpose", None, b"input")])
+
+    # when it is posted to the real server in small pieces
+    r = httpx.post(
+        f"{served_small_limit}/v1/files",
+        headers={
+            **small_limit_api.headers_for(),
+            "Content-Type": "multipart/form-data; boundary=inferq-boundary",
+        },
+        content=(body[i : i + 100] for i in range(0, len(body), 100)),
+        timeout=30,
+    )
+
+    # then it is stored whole
+    assert r.status_code == 201, r.text
+    assert (r.json()["bytes"], r.json()["records"]) == (len(JSONL), 20)
+    assert get_storage(small_limit_api.settings).read_bytes(bucket_keys(small_limit_api.settings)[0]) == JSONL
 
 
 # ---- listing, isolation, deleting ---------------------------------------------------------------

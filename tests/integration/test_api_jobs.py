@@ -76,10 +76,20 @@ def test_submit_commits_the_job_with_a_state_event_then_sends_it_to_control(
     assert r.status_code == 202, r.get_json()
     job = r.get_json()
     assert job["id"].startswith("job_")
-    assert (job["type"], job["task"], job["status"], job["model"]) == ("predict", "embedding", "queued", "minilm-l6:1")
+    assert (job["type"], job["task"], job["status"], job["model"]) == (
+        "predict",
+        "embedding",
+        "queued",
+        "minilm-l6:1",
+    )
     assert job["input_file"] == input_file
     assert job["progress"] == {"total": None, "completed": 0, "failed": 0}
-    assert (job["output_file"], job["error_file"], job["error"], job["result_model"]) == (None, None, None, None)
+    assert (job["output_file"], job["error_file"], job["error"], job["result_model"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
     assert job["metadata"] == {"run": "7"}
     assert job["params"] == {"normalize": True}
     assert job["priority"] == 3
@@ -141,6 +151,8 @@ def test_a_broker_outage_does_not_fail_the_submit(
         ({"model": "bad ref!"}, 400, "invalid_request", "model"),
         ({"task": "text-classification"}, 400, "model_task_mismatch", "model"),
         ({"input_file": "file_00000000000000000000000000"}, 404, "file_not_found", "input_file"),
+        ({"input_file": "file_\x00"}, 404, "file_not_found", "input_file"),
+        ({"input_file": 12}, 400, "invalid_type", "input_file"),
         ({"params": {"batch_tokens": 10}}, 400, "invalid_value", "params.batch_tokens"),
         ({"params": {"batch_tokens": 2_000_000}}, 400, "invalid_value", "params.batch_tokens"),
         ({"params": {"max_length": 0}}, 400, "invalid_value", "params.max_length"),
@@ -161,6 +173,7 @@ def test_a_broker_outage_does_not_fail_the_submit(
         ({"metadata": "x"}, 400, "invalid_type", "metadata"),
         ({"webhook_url": "ftp://example.com/hook"}, 400, "invalid_value", "webhook_url"),
         ({"webhook_url": "not a url"}, 400, "invalid_value", "webhook_url"),
+        ({"webhook_url": "https://example.com/a b"}, 400, "invalid_value", "webhook_url"),
         ({"completion_window": "tomorrow"}, 400, "invalid_value", "completion_window"),
         ({"completion_window": "10s"}, 400, "invalid_value", "completion_window"),
     ],
@@ -193,7 +206,9 @@ def test_invalid_submissions_are_refused_before_anything_is_created(
 
 def test_malformed_json_is_400_invalid_json(api: ApiClient, tenant: dict[str, str]) -> None:
     # when the body is not JSON
-    r = api.client.post("/v1/jobs", headers=tenant, data=b'{"type": "predict",', content_type="application/json")
+    r = api.client.post(
+        "/v1/jobs", headers=tenant, data=b'{"type": "predict",', content_type="application/json"
+    )
 
     # then it is a 400 invalid_json
     assert r.status_code == 400
@@ -207,7 +222,9 @@ def test_the_input_file_must_be_the_tenants_of_purpose_input_with_the_task_field
     theirs = api.upload(api.headers_for("someone-else"), JSONL).get_json()["id"]
     training = api.upload(tenant, JSONL, purpose="training").get_json()["id"]
     no_text = api.upload(tenant, CSV_WITHOUT_TEXT, filename="notext.csv").get_json()["id"]
-    no_text_jsonl = api.upload(tenant, b'{"body": "x"}\n{"title": "y"}\n', filename="notext.jsonl").get_json()["id"]
+    no_text_jsonl = api.upload(
+        tenant, b'{"body": "x"}\n{"title": "y"}\n', filename="notext.jsonl"
+    ).get_json()["id"]
 
     # when embedding jobs name them
     answers = {
@@ -232,7 +249,9 @@ def test_the_input_file_must_be_the_tenants_of_purpose_input_with_the_task_field
     assert api.client.get("/v1/jobs", headers=tenant).get_json()["data"] == []
 
 
-def test_dry_run_is_refused_as_not_available_yet(api: ApiClient, tenant: dict[str, str], input_file: str) -> None:
+def test_dry_run_is_refused_as_not_available_yet(
+    api: ApiClient, tenant: dict[str, str], input_file: str
+) -> None:
     # when a dry run is asked for
     r = api.client.post("/v1/jobs?dry_run=true", headers=tenant, json=embed(input_file))
 
@@ -311,7 +330,15 @@ def test_events_are_the_ordered_log(api: ApiClient, tenant: dict[str, str], inpu
         ("state", None, "queued"),
         ("state", "queued", "cancelling"),
     ]
-    assert set(events["data"][0]) >= {"id", "created_at", "kind", "from_status", "to_status", "message", "data"}
+    assert set(events["data"][0]) >= {
+        "id",
+        "created_at",
+        "kind",
+        "from_status",
+        "to_status",
+        "message",
+        "data",
+    }
     assert first["data"] + second["data"] == events["data"]
     assert api.client.get(f"/v1/jobs/{job_id}/events?cursor=abc", headers=tenant).status_code == 400
 
