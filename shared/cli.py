@@ -1,4 +1,4 @@
-"""`inferq`: run the service (up, serve, worker, db, keys, models) and use it (submit, status, wait, download)."""
+"""`inferq`: run the service (up, serve, worker, db, keys, models) and use it (submit, wait, download)."""
 
 from __future__ import annotations
 

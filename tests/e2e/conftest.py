@@ -34,7 +34,11 @@ class Processes:
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "shared.cli", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append((name, proc))
@@ -42,8 +46,13 @@ class Processes:
 
     def run(self, args: list[str], env: dict[str, str], timeout: float = 120) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "shared.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            [sys.executable, "-m", "shared.cli", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         assert out.returncode == 0, f"inferq {' '.join(args)} failed: {out.stderr}"
         return out.stdout
@@ -111,8 +120,11 @@ def s3_bucket(s3_endpoint: str) -> Iterator[str]:
     import boto3
 
     s3 = boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     name = f"e2e-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)

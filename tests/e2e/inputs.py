@@ -30,7 +30,9 @@ def real_sentences(n: int) -> list[str]:
 BROKEN = ['{"id": "broken-json", "text": ', '{"id": "no-text"}', '{"id": "wrong-type", "text": 12}', "[1, 2]"]
 
 
-def write_mixed_input(path: Path, records: int, broken_every: int) -> tuple[Path, list[tuple[str, str]], list[int]]:
+def write_mixed_input(
+    path: Path, records: int, broken_every: int
+) -> tuple[Path, list[tuple[str, str]], list[int]]:
     """A JSONL file of real sentences with a broken line every `broken_every` lines.
 
     Returns the path, the good (id, text) pairs in order, and the 1-based line numbers of broken lines.

@@ -69,7 +69,11 @@ def http(worker_settings: Settings) -> tuple[FlaskClient, dict[str, str], str]:
 def celery_worker(worker_settings: Settings) -> Iterator[Any]:
     app = build_worker_app(worker_settings)
     with start_worker(
-        app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30,
+        app,
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        shutdown_timeout=30,
         queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE],
     ) as worker:
         yield worker
@@ -77,7 +81,8 @@ def celery_worker(worker_settings: Settings) -> Iterator[Any]:
 
 def upload(client: FlaskClient, headers: dict[str, str], path: Path) -> str:
     r = client.post(
-        "/v1/files", headers=headers,
+        "/v1/files",
+        headers=headers,
         data={"purpose": "input", "file": (io.BytesIO(path.read_bytes()), path.name)},
         content_type="multipart/form-data",
     )
@@ -91,7 +96,9 @@ def submit(client: FlaskClient, headers: dict[str, str], **body: Any) -> dict[st
     return dict(r.get_json())
 
 
-def wait_terminal(client: FlaskClient, headers: dict[str, str], job_id: str, timeout: float = 240) -> dict[str, Any]:
+def wait_terminal(
+    client: FlaskClient, headers: dict[str, str], job_id: str, timeout: float = 240
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     seen_completed = [0]
     while time.monotonic() < deadline:
@@ -124,21 +131,40 @@ def test_embedding_job_runs_every_part_once_in_input_order(
     assert [r["id"] for r in rows] == [t[0] for t in texts]
     want = reference_embeddings([t[1] for t in texts])
     got = [r["embedding"] for r in rows]
-    assert min(sum(a * b for a, b in zip(g, w, strict=True)) for g, w in zip(got, want, strict=True)) >= 0.9999
-    errors = [json.loads(line) for line in client.get(f"/v1/jobs/{job['id']}/errors", headers=headers).data.splitlines()]
+    assert (
+        min(sum(a * b for a, b in zip(g, w, strict=True)) for g, w in zip(got, want, strict=True)) >= 0.9999
+    )
+    errors = [
+        json.loads(line)
+        for line in client.get(f"/v1/jobs/{job['id']}/errors", headers=headers).data.splitlines()
+    ]
     assert [e["line"] for e in errors] == bad_lines
-    assert {e["error"]["code"] for e in errors} <= {"invalid_json", "missing_field", "invalid_type", "not_an_object"}
+    assert {e["error"]["code"] for e in errors} <= {
+        "invalid_json",
+        "missing_field",
+        "invalid_type",
+        "not_an_object",
+    }
     # and: the parts and the job agree
     with session_scope(get_settings()) as session:
-        parts = session.execute(select(JobPart).where(JobPart.job_id == job["id"]).order_by(JobPart.index)).scalars().all()
+        parts = (
+            session.execute(select(JobPart).where(JobPart.job_id == job["id"]).order_by(JobPart.index))
+            .scalars()
+            .all()
+        )
         assert all(p.status == "done" for p in parts)
         assert sum(p.completed for p in parts) == 150 and sum(p.failed for p in parts) == 10
-        kinds = [e.kind for e in session.execute(select(JobEvent).where(JobEvent.job_id == job["id"])).scalars()]
+        kinds = [
+            e.kind for e in session.execute(select(JobEvent).where(JobEvent.job_id == job["id"])).scalars()
+        ]
     assert kinds[0] == "state" and "planned" in kinds and kinds.count("part_done") == len(parts)
 
 
 def test_text_classification_with_an_imported_model(
-    http: tuple[FlaskClient, dict[str, str], str], celery_worker: Any, worker_settings: Settings, tmp_path: Path
+    http: tuple[FlaskClient, dict[str, str], str],
+    celery_worker: Any,
+    worker_settings: Settings,
+    tmp_path: Path,
 ) -> None:
     client, headers, _ = http
     # given: a tiny random-weight classifier registered for the tenant
@@ -147,18 +173,27 @@ def test_text_classification_with_an_imported_model(
         from shared.models import Tenant
 
         tenant_id = session.execute(select(Tenant.id).where(Tenant.name == "pipeline")).scalar_one()
-        ref = register_folder(session, get_storage(worker_settings), tenant_id, "sentiment", folder,
-                              "text-classification").ref
+        ref = register_folder(
+            session, get_storage(worker_settings), tenant_id, "sentiment", folder, "text-classification"
+        ).ref
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps({"text": f"sentence number {i} is fine"}) + "\n" for i in range(40)))
     file_id = upload(client, headers, path)
     # when
-    job = submit(client, headers, task="text-classification", model="sentiment", input_file=file_id,
-                 params={"top_k": 2})
+    job = submit(
+        client,
+        headers,
+        task="text-classification",
+        model="sentiment",
+        input_file=file_id,
+        params={"top_k": 2},
+    )
     done = wait_terminal(client, headers, job["id"])
     # then
     assert done["status"] == "succeeded" and done["model"] == ref == "sentiment:1"
-    rows = [json.loads(x) for x in client.get(f"/v1/jobs/{job['id']}/results", headers=headers).data.splitlines()]
+    rows = [
+        json.loads(x) for x in client.get(f"/v1/jobs/{job['id']}/results", headers=headers).data.splitlines()
+    ]
     assert [r["id"] for r in rows] == [str(i) for i in range(1, 41)]
     for r in rows:
         assert r["label"] in {"neg", "neu", "pos"} and len(r["scores"]) == 2
@@ -189,7 +224,9 @@ def test_cancel_keeps_finished_parts_and_skips_the_rest(
     # then: the finished part's lines are downloadable, in order, and a second cancel is refused
     done = client.get(f"/v1/jobs/{job['id']}", headers=headers).get_json()
     assert done["status"] == "cancelled" and done["progress"]["completed"] == 30
-    rows = [json.loads(x) for x in client.get(f"/v1/jobs/{job['id']}/results", headers=headers).data.splitlines()]
+    rows = [
+        json.loads(x) for x in client.get(f"/v1/jobs/{job['id']}/results", headers=headers).data.splitlines()
+    ]
     assert [r["id"] for r in rows] == [t[0] for t in texts[:30]]
     assert client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers).status_code == 409
 
@@ -199,7 +236,9 @@ def test_duplicate_messages_do_nothing_and_lost_messages_are_resent(
 ) -> None:
     client, headers, _ = http
     path, _, _ = write_mixed_input(tmp_path / "in.jsonl", records=60, broken_every=1000)
-    job = submit(client, headers, task="embedding", model="minilm-l6", input_file=upload(client, headers, path))
+    job = submit(
+        client, headers, task="embedding", model="minilm-l6", input_file=upload(client, headers, path)
+    )
     from worker.finalizer import finalize_job
     from worker.planner import plan_job
     from worker.runner import part_ids_of, run_part
@@ -223,5 +262,7 @@ def test_duplicate_messages_do_nothing_and_lost_messages_are_resent(
     with session_scope(worker_settings) as session:
         j = session.get(Job, job["id"])
         assert j is not None and (j.completed, j.failed, j.parts_done) == (60, 0, 2)
-        files = session.execute(select(func.count()).select_from(JobPart).where(JobPart.job_id == job["id"])).scalar()
+        files = session.execute(
+            select(func.count()).select_from(JobPart).where(JobPart.job_id == job["id"])
+        ).scalar()
         assert files == 2

@@ -1,4 +1,4 @@
-"""`inferq worker --gpus`: one child per GPU, each pinned with CUDA_VISIBLE_DEVICES; CUDA never in the parent."""
+"""`inferq worker --gpus`: one child per GPU, pinned with CUDA_VISIBLE_DEVICES; no CUDA in the parent."""
 
 from __future__ import annotations
 
