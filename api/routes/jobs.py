@@ -126,6 +126,7 @@ def submit_job() -> tuple[dict[str, Any], int]:
                 model=model.ref,
                 model_version_id=model.version_id,
                 input_file_id=f.id,
+                total=f.records,
                 params=spec.params,
                 priority=spec.priority,
                 metadata_=spec.metadata,

@@ -83,7 +83,7 @@ def test_submit_commits_the_job_with_a_state_event_then_sends_it_to_control(
         "minilm-l6:1",
     )
     assert job["input_file"] == input_file
-    assert job["progress"] == {"total": None, "completed": 0, "failed": 0}
+    assert job["progress"] == {"total": 10, "completed": 0, "failed": 0}  # known from the upload scan
     assert (job["output_file"], job["error_file"], job["error"], job["result_model"]) == (
         None,
         None,

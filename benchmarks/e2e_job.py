@@ -1,0 +1,131 @@
+"""End-to-end embedding job on the embedded stack: N records through `inferq up`, checked line by line.
+
+    .venv/bin/python benchmarks/e2e_job.py --records 100000 --workers 2
+
+Builds an input of real sentences (the demo data, cycled with unique ids), starts `inferq up` in a
+fresh data dir, submits an embedding job on minilm-l6, waits, downloads, and checks that the output has
+exactly one line per record, in input order. Prints one Markdown row for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.client import Client  # noqa: E402
+
+SENTENCES = ROOT / "examples" / "data" / "sentences.jsonl"
+
+
+def real_texts() -> list[str]:
+    texts = []
+    for line in SENTENCES.read_text("utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("text"), str):
+            texts.append(rec["text"])
+    return texts
+
+
+def write_input(path: Path, n: int) -> None:
+    texts = real_texts()
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            f.write(json.dumps({"id": f"r{i:07d}", "text": texts[i % len(texts)]}) + "\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "benchmarks" / ".work")
+    args = parser.parse_args()
+
+    work = args.work_dir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    input_path = work / "input.jsonl"
+    write_input(input_path, args.records)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
+    env["INFERQ_DATA_DIR"] = str(work / "data")
+    log = (work / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--port", str(port), "--workers", str(args.workers)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        key = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "keys", "create", "--tenant", "bench"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        client = Client(url, key, timeout=600)
+        started = time.perf_counter()
+        job = client.submit_file(input_path, task="embedding", model="minilm-l6")
+        final = client.wait(job.id, poll=2.0)
+        elapsed = time.perf_counter() - started
+        out = client.download(job.id, work / "output.jsonl")
+        ids = []
+        with out.open("rb") as f:
+            for line in f:
+                ids.append(json.loads(line)["id"])
+        in_order = ids == [f"r{i:07d}" for i in range(args.records)]
+        print(
+            f"status={final.status} lines={len(ids)} in_order={in_order} seconds={elapsed:.1f} "
+            f"records_per_s={args.records / elapsed:.1f}"
+        )
+        print(
+            f"| {date.today()} | e2e embedding job, embedded stack, {args.workers} workers "
+            f"| {args.records} | {len(ids)} | {in_order} | {elapsed:.1f} s | {args.records / elapsed:.1f} "
+            f"| {platform.processor() or platform.machine()}, {os.cpu_count()} cores |"
+        )
+        return 0 if final.status == "succeeded" and in_order and len(ids) == args.records else 1
+    finally:
+        os.killpg(up.pid, signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
