@@ -28,24 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shared.client import Client  # noqa: E402
-
-SENTENCES = ROOT / "examples" / "data" / "sentences.jsonl"
-
-
-def real_texts() -> list[str]:
-    texts = []
-    for line in SENTENCES.read_text("utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("text"), str):
-            texts.append(rec["text"])
-    return texts
+from tests.e2e.inputs import real_sentences  # noqa: E402
 
 
 def write_input(path: Path, n: int) -> None:
-    texts = real_texts()
+    texts = real_sentences(10**9)
     with path.open("w", encoding="utf-8") as f:
         for i in range(n):
             f.write(json.dumps({"id": f"r{i:07d}", "text": texts[i % len(texts)]}) + "\n")

@@ -27,6 +27,25 @@ def _sha256(storage: Storage, key: str) -> str:
     return h.hexdigest()
 
 
+def _result_file(
+    storage: Storage, tenant_id: str, job_id: str, purpose: str, key: str, size: int, records: int
+) -> File:
+    return File(
+        id=new_id("file"),
+        tenant_id=tenant_id,
+        filename=f"{job_id}-{purpose}.jsonl",
+        purpose=purpose,
+        format="jsonl",
+        bytes=size,
+        records=records,
+        fields=[],
+        sha256=_sha256(storage, key),
+        storage_key=key,
+        job_id=job_id,
+        created_at=utcnow(),
+    )
+
+
 def finalize_job(job_id: str, settings: Settings) -> str:
     """Returns the job's end state, or `waiting` when running parts must stop first."""
     with session_scope(settings) as session:
@@ -66,35 +85,8 @@ def finalize_job(job_id: str, settings: Settings) -> str:
     err_bytes = storage.concat([p.error_key for p in parts if p.error_key], err_key)
     completed = sum(p.completed for p in parts)
     failed = sum(p.failed for p in parts)
-    now = utcnow()
-    output = File(
-        id=new_id("file"),
-        tenant_id=tenant_id,
-        filename=f"{job_id}-output.jsonl",
-        purpose="output",
-        format="jsonl",
-        bytes=out_bytes,
-        records=completed,
-        fields=[],
-        sha256=_sha256(storage, out_key),
-        storage_key=out_key,
-        job_id=job_id,
-        created_at=now,
-    )
-    errors = File(
-        id=new_id("file"),
-        tenant_id=tenant_id,
-        filename=f"{job_id}-errors.jsonl",
-        purpose="errors",
-        format="jsonl",
-        bytes=err_bytes,
-        records=failed,
-        fields=[],
-        sha256=_sha256(storage, err_key),
-        storage_key=err_key,
-        job_id=job_id,
-        created_at=now,
-    )
+    output = _result_file(storage, tenant_id, job_id, "output", out_key, out_bytes, completed)
+    errors = _result_file(storage, tenant_id, job_id, "errors", err_key, err_bytes, failed)
     if status is JobStatus.FINALIZING:
         target = JobStatus.SUCCEEDED
     else:

@@ -90,6 +90,19 @@ class TextPredictor(Predictor):
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
 
+    def _load_model(self, auto_class: Any, model_dir: Path, device: torch.device) -> Any:
+        """Safetensors weights only, never remote code; float32 weights (autocast picks the compute dtype)."""
+        model = auto_class.from_pretrained(
+            str(model_dir),
+            use_safetensors=True,
+            trust_remote_code=False,
+            local_files_only=True,
+            dtype=torch.float32,
+        )
+        model.to(device).eval()
+        self.model_max_positions = self._position_limit(model.config)
+        return model
+
     def _position_limit(self, model_config: Any) -> int:
         limit = int(getattr(model_config, "max_position_embeddings", 0) or 0) or _NO_LIMIT
         tokenizer_limit = int(getattr(self.tokenizer, "model_max_length", 0) or 0)

@@ -64,15 +64,7 @@ class EmbeddingPredictor(TextPredictor):
 
     def __init__(self, model_dir: Path, device: torch.device, config: dict[str, Any]) -> None:
         super().__init__(model_dir, device, config)
-        self.model = AutoModel.from_pretrained(
-            str(model_dir),
-            use_safetensors=True,
-            trust_remote_code=False,
-            local_files_only=True,
-            dtype=torch.float32,
-        )
-        self.model.to(device).eval()
-        self.model_max_positions = self._position_limit(self.model.config)
+        self.model = self._load_model(AutoModel, model_dir, device)
         st_config = read_json(model_dir / "sentence_bert_config.json") or {}
         self.default_max_length = int(st_config.get("max_seq_length") or self.model_max_positions)
         self.pooling = pooling_mode(model_dir, config)

@@ -21,15 +21,7 @@ class TextClassificationPredictor(TextPredictor):
 
     def __init__(self, model_dir: Path, device: torch.device, config: dict[str, Any]) -> None:
         super().__init__(model_dir, device, config)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir),
-            use_safetensors=True,
-            trust_remote_code=False,
-            local_files_only=True,
-            dtype=torch.float32,
-        )
-        self.model.to(device).eval()
-        self.model_max_positions = self._position_limit(self.model.config)
+        self.model = self._load_model(AutoModelForSequenceClassification, model_dir, device)
         self.default_max_length = self.model_max_positions
         id2label = self.model.config.id2label or {}
         if not id2label:
