@@ -15,7 +15,7 @@ from shared.errors import InvalidRequest
 from shared.tasks import PREDICT_TASKS
 
 JOB_TYPES = ("predict", "train", "evaluate")
-AVAILABLE_JOB_TYPES = ("predict",)
+AVAILABLE_JOB_TYPES = ("predict", "train", "evaluate")
 
 # Set by the server, never by a client.
 SERVER_FIELDS = frozenset(
@@ -119,7 +119,7 @@ def check_job_type(body: Any) -> str:
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object", code="invalid_json")
     if body.get("type") is None:
-        raise _invalid("type is required: predict", "type", "field_required")
+        raise _invalid("type is required: predict, train or evaluate", "type", "field_required")
     job_type = _choice(body["type"], "type", JOB_TYPES)
     if job_type not in AVAILABLE_JOB_TYPES:
         raise _invalid(

@@ -13,12 +13,16 @@ from typing import Any
 
 from api.job_specs import INT_PARAMS, MAX_METADATA_KEYS, OUTPUT_FORMATS, PRECISIONS, PRIORITY_RANGE
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from api.serializers import BATCH_STATUS
+from shared.batch_lines import COMPLETION_WINDOWS, ENDPOINTS
+from shared.openai_embeddings import ENCODING_FORMATS
 from shared.states import JobStatus
 from shared.tasks import PREDICT_TASKS
 
 Schema = dict[str, Any]
 
 UPLOAD_PURPOSES = ["input", "training", "batch"]
+JOB_TYPES = ["predict", "train", "evaluate", "batch"]
 ALL_PURPOSES = [*UPLOAD_PURPOSES, "output", "errors"]
 FORMATS = ["jsonl", "csv", "parquet"]
 
@@ -53,6 +57,148 @@ def _list_of(item: str) -> Schema:
 def _int_param(low: int, high: int, description: str) -> Schema:
     return {"type": "integer", "minimum": low, "maximum": high, "description": description}
 
+
+UNIX_TIME: Schema = {"type": "integer", "description": "Unix seconds"}
+EMBEDDINGS_INPUT: Schema = {
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+    ],
+    "description": "text, or a list of texts (token arrays are refused)",
+}
+OPENAI_SCHEMAS: dict[str, Schema] = {
+    "BatchCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["input_file_id", "endpoint", "completion_window"],
+        "properties": {
+            "input_file_id": {
+                "type": "string",
+                "description": (
+                    "a JSONL file of purpose batch: one request per line, "
+                    '{"custom_id", "method": "POST", "url": "/v1/embeddings", "body": {…}}'
+                ),
+            },
+            "endpoint": {"enum": list(ENDPOINTS)},
+            "completion_window": {"enum": list(COMPLETION_WINDOWS)},
+            "metadata": {
+                "type": "object",
+                "maxProperties": MAX_METADATA_KEYS,
+                "additionalProperties": {"type": "string", "maxLength": 512},
+            },
+        },
+    },
+    "Batch": {
+        "type": "object",
+        "description": "OpenAI's Batch object; the batch is a job of type batch (job_ + the same suffix)",
+        "required": [
+            "id",
+            "object",
+            "endpoint",
+            "input_file_id",
+            "completion_window",
+            "status",
+            "created_at",
+        ],
+        "properties": {
+            "id": {"type": "string", "pattern": "^batch_"},
+            "object": {"const": "batch"},
+            "endpoint": {"type": "string"},
+            "model": {"type": "string", "description": "the model the batch runs, as its requests name it"},
+            "errors": _nullable(
+                {
+                    "type": "object",
+                    "properties": {
+                        "object": {"const": "list"},
+                        "data": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            ),
+            "input_file_id": {"type": "string"},
+            "completion_window": {"type": "string"},
+            "status": {"enum": list(BATCH_STATUS.values())},
+            "output_file_id": _nullable({"type": "string"}),
+            "error_file_id": {**_nullable({"type": "string"}), "description": "null when no request failed"},
+            "created_at": UNIX_TIME,
+            **{
+                name: _nullable(UNIX_TIME)
+                for name in (
+                    "in_progress_at",
+                    "expires_at",
+                    "finalizing_at",
+                    "completed_at",
+                    "failed_at",
+                    "expired_at",
+                    "cancelling_at",
+                    "cancelled_at",
+                )
+            },
+            "request_counts": {
+                "type": "object",
+                "required": ["total", "completed", "failed"],
+                "properties": {
+                    "total": {"type": "integer"},
+                    "completed": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                },
+            },
+            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "BatchList": {
+        "type": "object",
+        "required": ["object", "data", "has_more"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": _ref("Batch")},
+            "first_id": _nullable({"type": "string"}),
+            "last_id": _nullable({"type": "string"}),
+            "has_more": {"type": "boolean"},
+            "next_cursor": {**_nullable({"type": "string"}), "description": "pass as ?after="},
+        },
+    },
+    "EmbeddingsCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string", "description": "an embedding model: name or name:version"},
+            "input": EMBEDDINGS_INPUT,
+            "encoding_format": {
+                "enum": list(ENCODING_FORMATS),
+                "description": "base64: the little-endian float32 bytes",
+            },
+            "dimensions": {"type": "integer", "description": "only the model's own size is accepted"},
+            "user": {"type": "string", "description": "accepted and ignored"},
+        },
+    },
+    "Embeddings": {
+        "type": "object",
+        "required": ["object", "data", "model", "usage"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["object", "index", "embedding"],
+                    "properties": {
+                        "object": {"const": "embedding"},
+                        "index": {"type": "integer"},
+                        "embedding": {
+                            "oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]
+                        },
+                    },
+                },
+            },
+            "model": {"type": "string"},
+            "usage": {
+                "type": "object",
+                "properties": {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
+            },
+        },
+    },
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -96,6 +242,7 @@ SCHEMAS: dict[str, Schema] = {
             "records": {**_nullable({"type": "integer"}), "description": "records counted at upload"},
             "sha256": {"type": "string", "description": "hex digest of the bytes"},
             "created_at": TIMESTAMP,
+            "status": {"const": "processed", "description": "OpenAI's file status: stored and scanned"},
         },
     },
     "FileList": _list_of("File"),
@@ -181,7 +328,7 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "id": {"type": "string", "pattern": "^job_"},
             "object": {"const": "job"},
-            "type": {"enum": ["predict", "train", "evaluate"]},
+            "type": {"enum": [*JOB_TYPES], "description": "batch: made by POST /v1/batches"},
             "task": {"type": "string"},
             "status": {"enum": [s.value for s in JobStatus]},
             "model": {"type": "string", "description": "the resolved name:version"},
@@ -266,6 +413,7 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "ModelList": _list_of("Model"),
+    **OPENAI_SCHEMAS,
     "Readiness": {
         "type": "object",
         "required": ["status", "checks"],
@@ -332,6 +480,7 @@ COMMON_ERRORS = {
 }
 FILE_ID = _path_param("file_id", "file_…")
 JOB_ID = _path_param("job_id", "job_…")
+BATCH_ID = _path_param("batch_id", "batch_…")
 MODEL = _path_param("model", "name or name:version")
 BYTES_CONTENT = {
     "application/jsonl; charset=utf-8": {"schema": {"type": "string"}},
@@ -480,7 +629,7 @@ def _paths() -> dict[str, Any]:
                 parameters=[
                     *PAGE_PARAMS,
                     _query("status", {"type": "string"}, "one or more states, comma-separated"),
-                    _query("type", {"enum": ["predict", "train", "evaluate"]}, "only jobs of this type"),
+                    _query("type", {"enum": [*JOB_TYPES]}, "only jobs of this type"),
                 ],
             ),
         },
@@ -576,6 +725,89 @@ def _paths() -> dict[str, Any]:
                 parameters=[MODEL],
             ),
         },
+        "/v1/batches": {
+            "post": _op(
+                "Create an OpenAI batch",
+                {
+                    "200": _json(_ref("Batch"), "validating: the batch's job is queued"),
+                    "400": _error(
+                        "invalid_json, unknown_field, field_required, invalid_type, unsupported_endpoint, "
+                        "invalid_value (completion_window, metadata), invalid_file_purpose, "
+                        "model_task_mismatch"
+                    ),
+                    "404": _error("file_not_found, model_not_found (the model the requests ask for)"),
+                    "409": _error("idempotency_conflict"),
+                    "413": _error("request_too_large"),
+                    "422": _error("invalid_file_format, no_valid_requests (none in the head of the file)"),
+                },
+                tag="openai",
+                description=(
+                    "OpenAI's Batch API for the official SDKs. The head of the file is read for the model: "
+                    "the batch runs the first one its requests name that does embeddings; lines that "
+                    "don't parse, name another url, method or model, or lack input become error lines."
+                ),
+                parameters=[IDEMPOTENCY],
+                body={"required": True, "content": {"application/json": {"schema": _ref("BatchCreate")}}},
+            ),
+            "get": _op(
+                "List batches, newest first",
+                {"200": _json(_ref("BatchList"), "a page of batches"), "400": _error("bad limit or after")},
+                tag="openai",
+                parameters=[
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20},
+                        "page size",
+                    ),
+                    _query("after", {"type": "string"}, "the last batch id of the previous page"),
+                    _query("cursor", {"type": "string"}, "the same as after"),
+                ],
+            ),
+        },
+        "/v1/batches/{batch_id}": {
+            "get": _op(
+                "Get a batch",
+                {"200": _json(_ref("Batch"), "the batch"), "404": _error("batch_not_found")},
+                tag="openai",
+                parameters=[BATCH_ID],
+            ),
+        },
+        "/v1/batches/{batch_id}/cancel": {
+            "post": _op(
+                "Cancel a batch",
+                {
+                    "200": _json(_ref("Batch"), "cancelling (already cancelling: the same)"),
+                    "404": _error("batch_not_found"),
+                    "409": _error("batch_not_cancellable: the batch has finished"),
+                },
+                tag="openai",
+                parameters=[BATCH_ID],
+            ),
+        },
+        "/v1/embeddings": {
+            "post": _op(
+                "Embed a few texts now (OpenAI's embeddings endpoint)",
+                {
+                    "200": _json(_ref("Embeddings"), "one embedding per input, in order"),
+                    "400": _error(
+                        "invalid_json, unknown_parameter, missing_model, missing_input, invalid_input, "
+                        "unsupported_input (token arrays), invalid_encoding_format, unsupported_dimensions, "
+                        "input_too_long (over 8192 tokens), model_task_mismatch"
+                    ),
+                    "404": _error("model_not_found"),
+                    "413": _error("too_many_inputs (over 256), request_too_large (over 1 MiB)"),
+                },
+                tag="openai",
+                description=(
+                    "Run in the API process on the CPU with the workers' code: the same vectors as a job. "
+                    "For more texts, submit a job or a batch."
+                ),
+                body={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("EmbeddingsCreate")}},
+                },
+            ),
+        },
         "/healthz": {
             "get": _op(
                 "Liveness",
@@ -640,6 +872,7 @@ def _document_json() -> str:
             {"name": "files", "description": "Upload and download records"},
             {"name": "jobs", "description": "Prediction jobs"},
             {"name": "models", "description": "Built-in and trained models"},
+            {"name": "openai", "description": "OpenAI-compatible batches and embeddings"},
             {"name": "operations", "description": "Health, readiness, metrics (no auth)"},
         ],
         "paths": _paths(),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from shared.batch_lines import batch_id
 from shared.models import File, Job, JobEvent, ModelVersion
 from shared.registry import ResolvedModel
+from shared.states import JobStatus
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -29,6 +31,7 @@ def file_object(f: File) -> dict[str, Any]:
         "records": f.records,
         "sha256": f.sha256,
         "created_at": timestamp(f.created_at),
+        "status": "processed",  # OpenAI's file status: stored, scanned and ready to use
     }
 
 
@@ -40,7 +43,7 @@ def job_object(job: Job) -> dict[str, Any]:
         "type": job.type,
         "task": job.task,
         "status": job.status,
-        "model": job.model,
+        "model": job.model or None,  # a train job from scratch has no base model
         "input_file": job.input_file_id,
         "params": job.params or {},
         "priority": job.priority,
@@ -97,6 +100,7 @@ def builtin_version_object(model: ResolvedModel) -> dict[str, Any]:
         "metrics": None,
         "config": model.config,
         "base_model": None,
+        "hyperparameters": None,
         "created_by_job": None,
         "created_at": None,
         "weights_sha256": model.weights_sha256,
@@ -115,6 +119,7 @@ def version_object(name: str, mv: ModelVersion) -> dict[str, Any]:
         "metrics": mv.metrics,
         "config": mv.config or {},
         "base_model": mv.base_model,
+        "hyperparameters": mv.hyperparameters,
         "created_by_job": mv.created_by_job,
         "created_at": timestamp(mv.created_at),
         "weights_sha256": mv.weights_sha256,
@@ -134,4 +139,68 @@ def tenant_model_object(name: str, created_at: datetime, versions: list[ModelVer
         "latest_version": ready[-1].version if ready else None,
         "versions": [version_object(name, mv) for mv in versions],
         "created_at": timestamp(created_at),
+    }
+
+
+# OpenAI's batch status for each job state.
+BATCH_STATUS = {
+    JobStatus.QUEUED.value: "validating",
+    JobStatus.RUNNING.value: "in_progress",
+    JobStatus.FINALIZING.value: "finalizing",
+    JobStatus.SUCCEEDED.value: "completed",
+    JobStatus.FAILED.value: "failed",
+    JobStatus.EXPIRED.value: "expired",
+    JobStatus.CANCELLING.value: "cancelling",
+    JobStatus.CANCELLED.value: "cancelled",
+}
+
+
+def unix_seconds(value: datetime | None) -> int | None:
+    """OpenAI's timestamps: whole seconds since the Unix epoch."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp())
+
+
+def batch_object(job: Job, entered: dict[str, datetime]) -> dict[str, Any]:
+    """A batch job as OpenAI's Batch object; `entered` holds when the job entered finalizing and
+    cancelling (from its events), the states its row has no column for."""
+    info = (job.params or {}).get("openai_batch") or {}
+    status = job.status
+    finished = unix_seconds(job.finished_at)
+
+    def at_end(state: JobStatus) -> int | None:
+        return finished if status == state.value else None
+
+    errors = None
+    if status == JobStatus.FAILED.value and job.error_code:
+        errors = {
+            "object": "list",
+            "data": [{"code": job.error_code, "message": job.error_message, "param": None, "line": None}],
+        }
+    return {
+        "id": batch_id(job.id),
+        "object": "batch",
+        "endpoint": info.get("endpoint"),
+        "model": info.get("model"),
+        "errors": errors,
+        "input_file_id": job.input_file_id,
+        "completion_window": info.get("completion_window"),
+        "status": BATCH_STATUS[status],
+        "output_file_id": job.output_file_id,
+        # As OpenAI: no error file when no request failed.
+        "error_file_id": job.error_file_id if job.failed else None,
+        "created_at": unix_seconds(job.created_at),
+        "in_progress_at": unix_seconds(job.started_at),
+        "expires_at": unix_seconds(job.expires_at),
+        "finalizing_at": unix_seconds(entered.get(JobStatus.FINALIZING.value)),
+        "completed_at": at_end(JobStatus.SUCCEEDED),
+        "failed_at": at_end(JobStatus.FAILED),
+        "expired_at": at_end(JobStatus.EXPIRED),
+        "cancelling_at": unix_seconds(entered.get(JobStatus.CANCELLING.value)),
+        "cancelled_at": at_end(JobStatus.CANCELLED),
+        "request_counts": {"total": job.total or 0, "completed": job.completed, "failed": job.failed},
+        "metadata": job.metadata_ or {},
     }

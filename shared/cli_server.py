@@ -85,7 +85,7 @@ def models_group() -> None:
 @models_group.command("import")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Model name; the version counts up per tenant and name.")
-@click.option("--task", required=True, type=click.Choice(["text-classification", "embedding"]))
+@click.option("--task", required=True, type=click.Choice(["text-classification", "embedding", "image-classification"]))
 @click.option("--tenant", required=True, help="Tenant that owns the model.")
 def models_import(folder: Path, name: str, task: str, tenant: str) -> None:
     """Register a local Hugging Face folder (safetensors weights only) as NAME:N and print NAME:N."""
@@ -136,7 +136,7 @@ def serve(host: str, port: int, threads: int) -> None:
 
 @click.command("worker")
 @click.option("--gpus", default="all", show_default=True, help="all | none | comma-separated GPU ids.")
-@click.option("--queues", default="control,inference", show_default=True)
+@click.option("--queues", default="control,inference,training", show_default=True)
 @click.option("--name", default=None, help="Worker name (default: inferq-<pid>@host).")
 @click.option("--concurrency", default=1, show_default=True, type=int)
 @click.option("--beat/--no-beat", default=False, help="Also run the periodic reconciler (run exactly one).")

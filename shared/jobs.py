@@ -347,8 +347,20 @@ def fail_part(
     return _fan_in(session, lease.job_id)
 
 
-def release_part(session: Session, lease: Lease, reason: str) -> bool:
-    """Hand a part back (worker shutting down) so another worker can take it at once."""
+def release_part(session: Session, lease: Lease, reason: str, *, count_attempt: bool = True) -> bool:
+    """Hand a part back so another worker can take it at once.
+
+    `count_attempt=False` when the attempt was stopped for a reason that is not the part's (the worker
+    shutting down): it then does not count towards `max_part_attempts`.
+    """
+    values: dict[str, Any] = {
+        "status": PartStatus.QUEUED.value,
+        "lease_expires_at": None,
+        "lease_owner": None,
+        "sent_at": utcnow(),
+    }
+    if not count_attempt:
+        values["attempts"] = JobPart.attempts - 1
     result = session.execute(
         update(JobPart)
         .where(
@@ -356,7 +368,7 @@ def release_part(session: Session, lease: Lease, reason: str) -> bool:
             JobPart.lease_token == lease.token,
             JobPart.status == PartStatus.RUNNING.value,
         )
-        .values(status=PartStatus.QUEUED.value, lease_expires_at=None, lease_owner=None, sent_at=utcnow())
+        .values(**values)
     )
     if result.rowcount == 1:  # type: ignore[attr-defined]
         record_event(session, lease.job_id, "part_released", reason, {"part_id": lease.part_id})
@@ -415,3 +427,94 @@ def fail_job(session: Session, job_id: str, code: str, message: str) -> bool:
 def is_cancelled(session: Session, job_id: str) -> bool:
     status = session.execute(select(Job.status).where(Job.id == job_id)).scalar_one_or_none()
     return status is None or JobStatus(status) not in WORKING
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training jobs: one part covers the training file and runs as one leased task on the training queue.
+
+
+def plan_single_part(session: Session, job_id: str, spec: PartSpec, total: int) -> str:
+    """Write the one part of a training job at submit (the job stays queued until a worker claims it)."""
+    session.execute(
+        update(Job).where(Job.id == job_id).values(parts_total=1, total=total, updated_at=utcnow())
+    )
+    part_id = new_id("part")
+    session.add(
+        JobPart(
+            id=part_id,
+            job_id=job_id,
+            index=spec.index,
+            byte_start=spec.byte_start,
+            byte_end=spec.byte_end,
+            first_line=spec.first_line,
+            first_record=spec.first_record,
+            records=spec.records,
+            status=PartStatus.QUEUED.value,
+            sent_at=utcnow(),
+        )
+    )
+    session.flush()
+    return part_id
+
+
+def start_training(session: Session, lease: Lease) -> None:
+    """The worker holding the lease began: queued → running (a resumed attempt finds it running)."""
+    transition(session, lease.job_id, JobStatus.RUNNING, sources=frozenset({JobStatus.QUEUED}))
+
+
+def set_metrics(session: Session, lease: Lease, metrics: dict[str, Any]) -> bool:
+    """Publish a running job's metrics, only while the lease holds and the job still works."""
+    holds = session.execute(
+        select(JobPart.id).where(
+            JobPart.id == lease.part_id,
+            JobPart.lease_token == lease.token,
+            JobPart.status == PartStatus.RUNNING.value,
+        )
+    ).scalar_one_or_none()
+    if holds is None:
+        return False
+    result = session.execute(
+        update(Job)
+        .where(Job.id == lease.job_id, Job.status.in_([s.value for s in WORKING]))
+        .values(metrics=metrics, updated_at=utcnow())
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def finish_training(
+    session: Session,
+    lease: Lease,
+    *,
+    completed: int,
+    failed: int,
+    output_key: str,
+    error_key: str,
+    result_model: str,
+    metrics: dict[str, Any],
+    stats: dict[str, Any] | None = None,
+) -> FanIn | None:
+    """Under the lease: record the trained model and final metrics and complete the part (→ finalizing).
+
+    None when the lease was lost: the caller's transaction must roll back (the model row with it).
+    """
+    fan_in = complete_part(session, lease, completed, failed, output_key, error_key, stats)
+    if fan_in is None:
+        return None
+    session.execute(
+        update(Job)
+        .where(Job.id == lease.job_id)
+        .values(result_model=result_model, metrics=metrics, updated_at=utcnow())
+    )
+    record_event(
+        session, lease.job_id, "model_registered", f"trained {result_model}", {"model": result_model}
+    )
+    return fan_in
+
+
+def set_final_metrics(session: Session, job_id: str, metrics: dict[str, Any]) -> None:
+    """The finalizer's metrics of an evaluate job, set while it is finalizing (before it succeeds)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.FINALIZING.value)
+        .values(metrics=metrics, updated_at=utcnow())
+    )

@@ -33,3 +33,12 @@ def job_error_key(tenant_id: str, job_id: str) -> str:
 
 def model_prefix(tenant_id: str, name: str, version: int) -> str:
     return f"t/{tenant_id}/models/{name}/{version}/"
+
+
+def checkpoint_prefix(tenant_id: str, job_id: str, epoch: int) -> str:
+    """A training job's checkpoint after `epoch` (1-based): weights, optimizer, scheduler and RNG state."""
+    return f"t/{tenant_id}/jobs/{job_id}/checkpoints/epoch-{epoch:04d}/"
+
+
+def checkpoints_prefix(tenant_id: str, job_id: str) -> str:
+    return f"t/{tenant_id}/jobs/{job_id}/checkpoints/"

@@ -26,13 +26,20 @@ TASK_PLAN = "inferq.plan_job"
 TASK_RUN_PART = "inferq.run_part"
 TASK_FINALIZE = "inferq.finalize_job"
 TASK_RECONCILE = "inferq.reconcile"
+TASK_TRAIN = "inferq.train_job"
 
 TASK_QUEUES = {
     TASK_PLAN: QUEUE_CONTROL,
     TASK_FINALIZE: QUEUE_CONTROL,
     TASK_RECONCILE: QUEUE_CONTROL,
     TASK_RUN_PART: QUEUE_INFERENCE,
+    TASK_TRAIN: QUEUE_TRAINING,
 }
+
+
+def part_task(job_type: str) -> str:
+    """The task that runs a part of a job of this type: a train job's one part trains, others predict."""
+    return TASK_TRAIN if job_type == "train" else TASK_RUN_PART
 
 
 class BrokerError(RuntimeError):
@@ -54,7 +61,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit,
-        "task_soft_time_limit": max(1, settings.task_time_limit - 30),
+        # The soft limit warns a task 30 s before the hard one (a tenth of it for short limits; a fixed
+        # 30 s would leave a 10 s limit a soft limit of 1 s and interrupt every part).
+        "task_soft_time_limit": settings.task_time_limit - min(30, max(1, settings.task_time_limit // 10)),
         "task_queues": [Queue(q, routing_key=q) for q in ALL_QUEUES],
         "task_default_queue": QUEUE_CONTROL,
         "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},

@@ -17,7 +17,7 @@ from shared.errors import InvalidRequest, NotFound
 from shared.ids import new_id
 from shared.models import Model, ModelVersion, utcnow
 from shared.storage import Storage
-from shared.tasks import EMBEDDING, TEXT_CLASSIFICATION
+from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REF_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})(?::(?P<version>\d{1,9}))?$")
@@ -187,7 +187,7 @@ def register_folder(
         )
     config = check_folder(path)
     labels: list[str] | None = None
-    if task == TEXT_CLASSIFICATION:
+    if task in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION):
         id2label = config.get("id2label") or {}
         if not id2label:
             raise InvalidRequest("config.json has no id2label: not a classification model")

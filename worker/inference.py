@@ -32,6 +32,7 @@ class Stopped(Exception):
 class PredictionResult:
     outputs: list[dict[str, Any]]  # one per input value, in input order
     stats: dict[str, Any] = field(default_factory=dict)
+    tokens: list[int] = field(default_factory=list)  # tokens each input value took, in input order
 
 
 def resolve_device() -> torch.device:
@@ -121,4 +122,6 @@ def run_predictions(
         "precision": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
     }
     log.debug("predicted %d items: %s", len(values), stats)
-    return PredictionResult(outputs=[o for o in outputs if o is not None], stats=stats)
+    return PredictionResult(
+        outputs=[o for o in outputs if o is not None], stats=stats, tokens=list(prepared.lengths)
+    )

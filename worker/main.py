@@ -9,12 +9,12 @@ from typing import Any
 from celery import Celery, signals
 
 from shared.db import dispose_engines
-from shared.queue import ALL_QUEUES, QUEUE_CONTROL, QUEUE_INFERENCE, make_celery
+from shared.queue import ALL_QUEUES, QUEUE_CONTROL, QUEUE_INFERENCE, QUEUE_TRAINING, make_celery
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUEUES = (QUEUE_CONTROL, QUEUE_INFERENCE)
+DEFAULT_QUEUES = (QUEUE_CONTROL, QUEUE_INFERENCE, QUEUE_TRAINING)
 
 
 def build_worker_app(settings: Settings) -> Celery:
@@ -80,5 +80,8 @@ def run_worker(
     loglevel: str = "INFO",
 ) -> None:
     app = build_worker_app(settings)
+    if beat and not settings.is_embedded_broker:  # not ./celerybeat-schedule wherever it was started
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.conf.beat_schedule_filename = str(settings.data_dir / "beat-schedule")
     name = name or f"inferq-{os.getpid()}@%h"
     app.worker_main(worker_argv(queues, name, concurrency, beat, pool, loglevel))

@@ -94,9 +94,9 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
             .scalars()
             .all()
         )
-        parts = (
+        part_rows = (
             session.execute(
-                select(JobPart.id)
+                select(JobPart.id, Job.type)
                 .join(Job, Job.id == JobPart.job_id)
                 .where(
                     Job.status.in_(working),
@@ -117,9 +117,10 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
                 )
                 .order_by(JobPart.job_id, JobPart.index)
             )
-            .scalars()
+            .tuples()
             .all()
         )
+        parts = [part_id for part_id, _ in part_rows]
         for ids, model in ((plans, Job), (finals, Job)):
             if ids:
                 session.execute(update(model).where(model.id.in_(ids)).values(sent_at=now))
@@ -130,8 +131,8 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
         report.plans += queue.try_send(queue.TASK_PLAN, [job_id], settings=settings)
     for job_id in finals:
         report.finalizes += queue.try_send(queue.TASK_FINALIZE, [job_id], settings=settings)
-    for part_id in parts:
-        report.parts += queue.try_send(queue.TASK_RUN_PART, [part_id], settings=settings)
+    for part_id, job_type in part_rows:
+        report.parts += queue.try_send(queue.part_task(job_type), [part_id], settings=settings)
     if report.total():
         log.info(
             "reconciler re-sent %d plans, %d parts, %d finalizes; expired %d jobs",

@@ -8,19 +8,20 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.records import Record, RecordError, dumps_line, error_line, parse_part, read_header
 from sqlalchemy import select
 
 from shared import jobs, keys, queue, registry
 from shared.db import session_scope
 from shared.jobs import Lease
 from shared.models import File, Job, JobPart
+from shared.records import Record, RecordError, error_line, read_header
 from shared.settings import Settings
 from shared.storage import Storage, get_storage
-from shared.tasks import input_fields
+from worker.formatters import Formatter, formatter_for
 from worker.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class PartContext:
     file_key: str
     file_format: str
     model: registry.ResolvedModel
+    formatter: Formatter  # what this job kind reads and writes
 
 
 def _load_context(lease: Lease, settings: Settings) -> PartContext:
@@ -127,6 +129,7 @@ def _load_context(lease: Lease, settings: Settings) -> PartContext:
             file_key=file.storage_key,
             file_format=file.format,
             model=model,
+            formatter=formatter_for(job, model, settings),
         )
 
 
@@ -135,25 +138,25 @@ def _read_records(ctx: PartContext, storage: Storage) -> tuple[list[Record], lis
     if ctx.file_format == "csv":
         header = read_header(b"".join(storage.iter_bytes(ctx.file_key, 0, HEADER_PROBE_BYTES)))
     data = b"".join(storage.iter_bytes(ctx.file_key, ctx.byte_start, ctx.byte_end))
-    return parse_part(
-        data,
-        ctx.file_format,
-        first_line=ctx.first_line,
-        first_record=ctx.first_record,
-        fields=input_fields(ctx.job["task"]),
-        header=header,
+    return ctx.formatter.parse(
+        data, ctx.file_format, first_line=ctx.first_line, first_record=ctx.first_record, header=header
     )
 
 
 def _write_objects(
-    storage: Storage, out_key: str, err_key: str, lines: list[bytes], errors: list[RecordError]
+    storage: Storage,
+    out_key: str,
+    err_key: str,
+    lines: list[bytes],
+    errors: list[RecordError],
+    format_error: Callable[[RecordError], bytes] = error_line,
 ) -> None:
     with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as out:
         for line in lines:
             out.write(line)
         out.seek(0)
         storage.put_stream(out_key, out)  # type: ignore[arg-type]
-    storage.put_bytes(err_key, b"".join(error_line(e) for e in sorted(errors, key=lambda e: e.index)))
+    storage.put_bytes(err_key, b"".join(format_error(e) for e in sorted(errors, key=lambda e: e.index)))
 
 
 def run_part(part_id: str, settings: Settings) -> str:
@@ -188,10 +191,10 @@ def run_part(part_id: str, settings: Settings) -> str:
         with progress.lock:
             progress.failed = len(errors)
         read_seconds = time.perf_counter() - started
-        outputs, stats = _predict(ctx, records, progress, settings, storage)
+        outputs, stats, tokens = _predict(ctx, records, progress, settings, storage)
         write_started = time.perf_counter()
-        lines = [dumps_line({"id": rec.id, **out}) for rec, out in zip(records, outputs, strict=True)]
-        _write_objects(storage, out_key, err_key, lines, errors)
+        lines = ctx.formatter.output_lines(records, outputs, tokens)
+        _write_objects(storage, out_key, err_key, lines, errors, ctx.formatter.error_line)
         stats.update(
             read_seconds=round(read_seconds, 4),
             write_seconds=round(time.perf_counter() - write_started, 4),
@@ -208,6 +211,12 @@ def run_part(part_id: str, settings: Settings) -> str:
                 )
             return "released"
         return "lost"
+    except SystemExit:
+        # The pool child was told to stop (billiard turns SIGTERM, SIGHUP, SIGQUIT into SystemExit):
+        # hand the part back now rather than leave it `running` until the lease lapses.
+        heartbeat.stop()
+        _hand_back(lease, settings)
+        raise
     except Exception as e:
         heartbeat.stop()
         return _on_error(ctx, storage, settings, out_key, err_key, e)
@@ -233,13 +242,29 @@ def run_part(part_id: str, settings: Settings) -> str:
     return "done"
 
 
+def _hand_back(lease: Lease, settings: Settings) -> None:
+    """Release the part without counting the attempt (not the part's fault) and send it again."""
+    try:
+        with session_scope(settings) as session:
+            released = jobs.release_part(
+                session, lease, "worker shutting down; part handed back", count_attempt=False
+            )
+    except Exception as e:  # exiting anyway: the lease lapses and the reconciler re-sends the part
+        log.warning("could not hand part %s back: %s", lease.part_id, e)
+        return
+    if released:
+        log.warning("worker shutting down: part %s handed back", lease.part_id)
+        queue.try_send(queue.TASK_RUN_PART, [lease.part_id], settings=settings)
+
+
 def _predict(
     ctx: PartContext, records: list[Record], progress: Progress, settings: Settings, storage: Storage
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[int]]:
+    """The predictor's outputs for the part's values, its stats, and the tokens each value took."""
     from worker.inference import Stopped, resolve_device, run_predictions
 
     if not records:
-        return [], {"batches": 0}
+        return [], {"batches": 0}, []
     device = resolve_device()
     load_started = time.perf_counter()
     predictor = model_cache(settings).get(
@@ -247,16 +272,20 @@ def _predict(
     )
     load_seconds = time.perf_counter() - load_started
     params = ctx.job["params"]
+    inputs = ctx.formatter.inputs(records)
+    values_done = 0
 
     def on_batch(n: int) -> bool:
+        nonlocal values_done
+        values_done += n
         with progress.lock:
-            progress.completed += n
+            progress.completed = inputs.records_done(values_done)
         return progress.stop is None
 
     try:
         result = run_predictions(
             predictor,
-            [r.value for r in records],
+            inputs.values,
             params,
             batch_tokens=int(params.get("batch_tokens") or settings.batch_tokens),
             max_batch_size=settings.max_batch_size,
@@ -267,7 +296,7 @@ def _predict(
     stats = dict(result.stats)
     stats["model_load_seconds"] = round(load_seconds, 4)
     stats["device"] = str(device)
-    return result.outputs, stats
+    return result.outputs, stats, result.tokens
 
 
 def _on_error(
@@ -306,7 +335,7 @@ def _give_up(
         log.error("job %s part %d unreadable: %s", ctx.job["id"], ctx.part_index, e)
         records, errors = [], []
     all_errors = errors + [RecordError(r.index, r.line, r.id, code, message) for r in records]
-    _write_objects(storage, out_key, err_key, [], all_errors)
+    _write_objects(storage, out_key, err_key, [], all_errors, ctx.formatter.error_line)
     with session_scope(settings) as session:
         fan_in = jobs.fail_part(session, ctx.lease, code, message, err_key, out_key)
     if fan_in is None:

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from shared.queue import TASK_FINALIZE, TASK_PLAN, TASK_RECONCILE, TASK_RUN_PART
+from shared.queue import TASK_FINALIZE, TASK_PLAN, TASK_RECONCILE, TASK_RUN_PART, TASK_TRAIN
 from shared.settings import get_settings
 from shared.storage import StorageError
 
@@ -39,6 +39,17 @@ def run_part(self: Any, part_id: str) -> str:
 
     try:
         return run(part_id, get_settings())
+    except TRANSIENT as e:
+        raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
+
+
+@shared_task(name=TASK_TRAIN, bind=True, max_retries=10, **TASK_OPTIONS)
+def train_job(self: Any, part_id: str) -> str:
+    """One training job, start to end (or resumed after its last checkpoint), under the part's lease."""
+    from worker.trainer import run_training
+
+    try:
+        return run_training(part_id, get_settings())
     except TRANSIENT as e:
         raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
 

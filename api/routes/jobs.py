@@ -16,6 +16,7 @@ from api.auth import require_auth
 from api.context import current_settings, db, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, header_key, request_hash
 from api.job_specs import PredictSpec, check_job_type, parse_predict
+from api.labelled_jobs import submit_evaluate, submit_train
 from api.pagination import list_body, page_request, paginate
 from api.routes.files import content_response
 from api.serializers import event_object, job_object
@@ -32,7 +33,7 @@ bp = require_auth(Blueprint("jobs", __name__, url_prefix="/v1/jobs"))
 
 MAX_BODY_BYTES = 1024 * 1024
 SUBMIT_ENDPOINT = "POST /v1/jobs"
-FILTER_TYPES = ("predict", "train", "evaluate")
+FILTER_TYPES = ("predict", "train", "evaluate", "batch")
 
 
 def get_job(session: Session, job_id: str) -> Job:
@@ -100,7 +101,11 @@ def submit_job() -> tuple[dict[str, Any], int]:
         )
     idem_key = header_key()
     body = json_body()
-    check_job_type(body)
+    job_type = check_job_type(body)
+    if job_type == "train":
+        return submit_train(body, idem_key), 202
+    if job_type == "evaluate":
+        return submit_evaluate(body, idem_key), 202
     spec = parse_predict(body)
     settings = current_settings()
     tenant = tenant_id()

@@ -1,0 +1,240 @@
+"""Submitting `train` and `evaluate` jobs: everything checked at once, the job committed, then sent.
+
+- train: one job part covers the training file; after commit the part goes to the `training` queue
+  (`inferq.train_job`), where one worker holds its lease for the whole run.
+- evaluate: a predict job over a labelled file; the normal plan → parts → finalize pipeline runs it, and
+  the finalizer computes the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.context import current_settings, plausible_id, tenant_id
+from api.idempotency import Idempotency, create_once, request_hash
+from api.serializers import job_object
+from api.train_specs import (
+    CNN,
+    CNN_ARCHITECTURES,
+    FINETUNE_IMAGE,
+    FINETUNE_TEXT,
+    SCRATCH_TEXT,
+    TrainSpec,
+    parse_evaluate,
+    parse_train,
+    resolve_hyperparameters,
+)
+from shared import jobs, queue, registry
+from shared.db import session_scope
+from shared.errors import InvalidRequest, NotFound, Unprocessable
+from shared.ids import new_id
+from shared.jobs import PartSpec
+from shared.models import File, Job, JobPart, ModelVersion
+from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION, input_fields
+
+log = logging.getLogger(__name__)
+
+SUBMIT_ENDPOINT = "POST /v1/jobs"
+LABELLED_PURPOSES = ("training", "input")
+LABEL_FIELD = "label"
+# What a base model must do to be fine-tuned for each task.
+BASE_TASKS = {TEXT_CLASSIFICATION: (EMBEDDING, TEXT_CLASSIFICATION), IMAGE_CLASSIFICATION: (IMAGE_CLASSIFICATION,)}
+
+
+def labelled_file(session: Session, file_id: str, task: str, field_name: str) -> File:
+    """The tenant's file of purpose training or input, with `label` and the task's input field."""
+    if not plausible_id(file_id, "file"):
+        raise NotFound(f"file {file_id!r} does not exist", field=field_name, code="file_not_found")
+    f = session.execute(
+        select(File).where(File.id == file_id, File.tenant_id == tenant_id()).with_for_update()
+    ).scalar_one_or_none()
+    if f is None:
+        raise NotFound(f"file {file_id!r} does not exist", field=field_name, code="file_not_found")
+    if f.purpose not in LABELLED_PURPOSES:
+        raise InvalidRequest(
+            f"file {f.id} has purpose {f.purpose!r}; labelled files have purpose 'training' or 'input'",
+            field=field_name,
+            code="invalid_file_purpose",
+        )
+    seen = set(f.fields or [])
+    wanted = input_fields(task)
+    where = "column" if f.format in ("csv", "parquet") else "field in any record"
+    if not set(wanted) & seen:
+        raise Unprocessable(
+            f"file {f.id} has no {' or '.join(repr(w) for w in wanted)} {where}, which {task} reads",
+            field=field_name,
+            code="missing_field",
+        )
+    if LABEL_FIELD not in seen:
+        raise Unprocessable(
+            f"file {f.id} has no 'label' {where}: training and evaluation need labelled records",
+            field=field_name,
+            code="missing_field",
+        )
+    return f
+
+
+def _lock_version(session: Session, model: registry.ResolvedModel, field_name: str) -> None:
+    """Wait for (and see) a concurrent delete of this version rather than race it."""
+    if model.version_id is None:
+        return
+    status = session.execute(
+        select(ModelVersion.status).where(ModelVersion.id == model.version_id).with_for_update()
+    ).scalar_one_or_none()
+    if status != "ready":
+        raise NotFound(f"model {model.ref!r} does not exist", field=field_name, code="model_not_found")
+
+
+def _base(session: Session, spec: TrainSpec) -> tuple[str, registry.ResolvedModel | None]:
+    """The training family and the base model version (None for project architectures)."""
+    if spec.base_model is None:
+        return (SCRATCH_TEXT if spec.task == TEXT_CLASSIFICATION else CNN), None
+    if spec.task == IMAGE_CLASSIFICATION and spec.base_model in CNN_ARCHITECTURES:
+        return CNN, None
+    base = registry.resolve(session, tenant_id(), spec.base_model, None, field_name="base_model")
+    if base.task not in BASE_TASKS[spec.task]:
+        raise InvalidRequest(
+            f"base model {base.ref} does {base.task}; {spec.task} training starts from a "
+            f"{' or '.join(BASE_TASKS[spec.task])} model"
+            + (f" or one of {', '.join(CNN_ARCHITECTURES)}" if spec.task == IMAGE_CLASSIFICATION else ""),
+            field="base_model",
+            code="model_task_mismatch",
+        )
+    _lock_version(session, base, "base_model")
+    return (FINETUNE_TEXT if spec.task == TEXT_CLASSIFICATION else FINETUNE_IMAGE), base
+
+
+def _check_model_name(name: str) -> None:
+    if not registry.NAME_RE.match(name) or name in registry.BUILTINS or name in CNN_ARCHITECTURES:
+        raise InvalidRequest(
+            f"model_name {name!r} is not allowed: 1 to 64 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, and not a built-in name",
+            field="model_name",
+            code="invalid_value",
+        )
+
+
+def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
+    spec = parse_train(body)
+    _check_model_name(spec.model_name)
+    settings = current_settings()
+    tenant = tenant_id()
+    window = spec.completion_window_seconds or settings.default_completion_window_seconds
+
+    def create(session: Session) -> dict[str, Any]:
+        family, base = _base(session, spec)
+        hyperparameters = resolve_hyperparameters(family, spec.hyperparameters)
+        training = labelled_file(session, spec.training_file, spec.task, "training_file")
+        validation = (
+            labelled_file(session, spec.validation_file, spec.task, "validation_file")
+            if spec.validation_file is not None
+            else None
+        )
+        if base is not None:
+            model_ref = base.ref
+        else:
+            model_ref = spec.base_model or ""
+        job = jobs.create(
+            session,
+            Job(
+                id=new_id("job"),
+                tenant_id=tenant,
+                type="train",
+                task=spec.task,
+                model=model_ref,
+                model_version_id=base.version_id if base is not None else None,
+                input_file_id=training.id,
+                total=training.records,
+                params={
+                    "family": family,
+                    "base_model": model_ref or None,
+                    "validation_file": validation.id if validation is not None else None,
+                    "model_name": spec.model_name,
+                    "hyperparameters": hyperparameters,
+                },
+                priority=spec.priority,
+                metadata_=spec.metadata,
+                webhook_url=spec.webhook_url,
+            ),
+        )
+        job.expires_at = job.created_at + timedelta(seconds=window)
+        records = int(training.records or 0)
+        jobs.plan_single_part(
+            session,
+            job.id,
+            PartSpec(index=0, byte_start=0, byte_end=training.bytes, first_line=1, first_record=0, records=records),
+            records,
+        )
+        session.flush()
+        session.refresh(job)
+        return job_object(job)
+
+    resource, replayed = _create(tenant, idem_key, body, create)
+    if not replayed:
+        with session_scope(settings) as session:
+            part_ids = list(
+                session.execute(select(JobPart.id).where(JobPart.job_id == resource["id"])).scalars()
+            )
+        for part_id in part_ids:
+            queue.try_send(queue.TASK_TRAIN, [part_id], settings=settings)
+        log.info("train job %s queued: %s from %s", resource["id"], spec.model_name, resource["model"])
+    return resource
+
+
+def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
+    spec = parse_evaluate(body)
+    settings = current_settings()
+    tenant = tenant_id()
+    window = spec.completion_window_seconds or settings.default_completion_window_seconds
+
+    def create(session: Session) -> dict[str, Any]:
+        model = registry.resolve(session, tenant, spec.model, spec.task)
+        _lock_version(session, model, "model")
+        f = labelled_file(session, spec.input_file, spec.task, "input_file")
+        job = jobs.create(
+            session,
+            Job(
+                id=new_id("job"),
+                tenant_id=tenant,
+                type="evaluate",
+                task=spec.task,
+                model=model.ref,
+                model_version_id=model.version_id,
+                input_file_id=f.id,
+                total=f.records,
+                params=spec.params,
+                priority=spec.priority,
+                metadata_=spec.metadata,
+                webhook_url=spec.webhook_url,
+            ),
+        )
+        job.expires_at = job.created_at + timedelta(seconds=window)
+        jobs.mark_sent(session, job.id)
+        session.flush()
+        session.refresh(job)
+        return job_object(job)
+
+    resource, replayed = _create(tenant, idem_key, body, create)
+    if not replayed:
+        queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
+        log.info("evaluate job %s queued: %s on %s", resource["id"], resource["model"], spec.input_file)
+    return resource
+
+
+def _create(
+    tenant: str, idem_key: str | None, body: dict[str, Any], create: Callable[[Session], dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
+    def replay(session: Session, existing_id: str) -> dict[str, Any] | None:
+        job = session.execute(
+            select(Job).where(Job.id == existing_id, Job.tenant_id == tenant)
+        ).scalar_one_or_none()
+        return None if job is None else job_object(job)
+
+    idem = Idempotency(tenant, SUBMIT_ENDPOINT, idem_key, request_hash(body))
+    return create_once(idem, create, replay)

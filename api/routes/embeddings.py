@@ -1,0 +1,41 @@
+"""`POST /v1/embeddings`: OpenAI's embeddings endpoint, answered at once for small inputs.
+
+For large inputs use a job or a batch: this endpoint takes at most `MAX_INPUTS` texts of at most
+8192 tokens each, and runs them in the API process (`api.embedder`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from api import embedder
+from api.auth import require_auth
+from api.context import current_settings, current_storage, db, tenant_id
+from api.routes.jobs import json_body
+from shared import registry
+from shared.errors import InferqError
+from shared.openai_embeddings import RequestError, check_dimensions, parse_request, response_body
+from shared.tasks import EMBEDDING
+
+bp = require_auth(Blueprint("embeddings", __name__, url_prefix="/v1/embeddings"))
+
+MAX_INPUTS = 256
+
+
+@bp.post("")
+def create_embeddings() -> dict[str, Any]:
+    body = json_body()
+    try:
+        req = parse_request(body, max_inputs=MAX_INPUTS, too_many_status=413)
+    except RequestError as e:
+        raise InferqError(e.message, field=e.param, code=e.code, status=e.status) from e
+    with db() as session:
+        model = registry.resolve(session, tenant_id(), req.model, EMBEDDING)
+    try:
+        check_dimensions(req, model.config.get("dimensions"), model.ref)
+    except RequestError as e:
+        raise InferqError(e.message, field=e.param, code=e.code, status=e.status) from e
+    result = embedder.embed(current_settings(), current_storage(), model, req.inputs)
+    return response_body(req.model, result.vectors, result.tokens, req.encoding_format)

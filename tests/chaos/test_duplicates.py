@@ -1,0 +1,62 @@
+"""The same part delivered twice: one commit wins, the other is discarded by the fencing token."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from shared import queue
+from shared.models import utcnow
+from tests.chaos.checks import check_job
+from tests.chaos.conftest import Stack, parent_of, wait_until
+from tests.chaos.faults import owner_pid
+
+pytestmark = pytest.mark.chaos
+
+
+def test_duplicate_messages_and_a_stale_lease_holder_commit_each_part_once(
+    stack: Stack, chaos_report: Callable[..., None]
+) -> None:
+    # given: two workers and a job of 10 parts
+    stack.start_worker("w1")
+    stack.start_worker("w2", beat=False)
+    job = stack.submit(200)
+    parts = wait_until(lambda: stack.parts(job.job_id), 60, "the plan")
+
+    # when: every part's message is published a second time, so both workers get copies at once
+    for part in parts:
+        queue.send(queue.TASK_RUN_PART, [part.id], settings=stack.settings)
+    # and: w1's pool child freezes (SIGSTOP: a GC pause, a stalled VM) in the middle of a part until its
+    # lease lapses, the part is sent again, and w2 claims and finishes it while w1 is still frozen
+    w1 = stack.main_pid("w1")
+    stale = stack.wait_running_part(job.job_id, owner=lambda pid: parent_of(pid) == w1)
+    frozen = owner_pid(stale)
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: stack.part(stale.id).lease_expires_at < utcnow() - timedelta(seconds=1),
+            30,
+            "the frozen worker's lease to lapse",
+            interval=0.2,
+        )
+        queue.send(queue.TASK_RUN_PART, [stale.id], settings=stack.settings)
+        taken = stack.wait_part(stale.id, {"done"}, timeout=60)
+    finally:
+        # then: the frozen worker wakes up holding a token that no longer counts
+        os.kill(frozen, signal.SIGCONT)
+    stack.wait_job(job.job_id)
+    checked = check_job(stack, job, chaos_report, faults=len(parts) + 2)
+    assert taken.lease_token == stale.lease_token + 1 and taken.lease_owner != stale.lease_owner
+    assert all(p.status == "done" for p in stack.parts(job.job_id))
+    stack.procs.wait_for_log("w1", f"part {stale.id} ", timeout=30)  # "stopped: lease_lost" or "discarded"
+    assert "finished but its lease was taken over" in stack.procs.logs("w1") or (
+        f"part {stale.id} stopped: lease_lost" in stack.procs.logs("w1")
+    )
+    # and: the output is byte for byte what a run without faults gives
+    again = stack.submit(200)
+    stack.wait_job(again.job_id)
+    assert check_job(stack, again, chaos_report, faults=0).output == checked.output

@@ -1,0 +1,99 @@
+"""A message redelivered by the broker (visibility timeout) while the first worker still holds the lease."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from shared.queue import celery_config
+from shared.settings import Settings, SettingsError
+from tests.chaos.checks import check_job
+from tests.chaos.conftest import Stack, parent_of, wait_until
+
+pytestmark = pytest.mark.chaos
+
+
+@pytest.mark.parametrize(("time_limit", "visibility"), [("60", "60"), ("120", "60")])
+def test_a_time_limit_not_below_the_visibility_timeout_is_refused(time_limit: str, visibility: str) -> None:
+    # given: a configuration where the broker would hand a still-running task to a second worker
+    env = {"INFERQ_TASK_TIME_LIMIT": time_limit, "INFERQ_VISIBILITY_TIMEOUT": visibility}
+
+    # when / then: the settings refuse to load, naming both variables
+    with pytest.raises(SettingsError, match="INFERQ_TASK_TIME_LIMIT.*INFERQ_VISIBILITY_TIMEOUT"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("time_limit", [10, 45, 3000])
+def test_the_celery_limits_sit_below_the_visibility_timeout(time_limit: int) -> None:
+    # given: the smallest allowed visibility timeout above the time limit
+    settings = Settings.from_env(
+        {
+            "INFERQ_BROKER_URL": "redis://127.0.0.1:1/0",
+            "INFERQ_TASK_TIME_LIMIT": str(time_limit),
+            "INFERQ_VISIBILITY_TIMEOUT": str(time_limit + 1),
+        }
+    )
+
+    # when
+    config = celery_config(settings)
+
+    # then: soft limit < hard limit < visibility timeout, and the soft limit leaves a task most of its time
+    soft, hard = config["task_soft_time_limit"], config["task_time_limit"]
+    assert 0 < soft < hard < config["broker_transport_options"]["visibility_timeout"]
+    assert soft >= hard * 0.9
+
+
+def _unacked_run_part(client: "redis.Redis[bytes]", part_id: str) -> tuple[str, float] | None:
+    """The task id and delivery time of the unacknowledged run_part message for `part_id`, if any."""
+    for tag, raw in client.hgetall("unacked").items():
+        message: dict[str, Any] = json.loads(raw)[0]
+        headers = message.get("headers", {})
+        if headers.get("task") == "inferq.run_part" and part_id in headers.get("argsrepr", ""):
+            score = client.zscore("unacked_index", tag)
+            return str(headers["id"]), float(score or 0)
+    return None
+
+
+def test_a_redelivered_copy_cannot_commit_while_the_first_worker_holds_the_lease(
+    make_stack: Callable[..., Stack], chaos_report: Callable[..., None]
+) -> None:
+    # given: w1 (a 60 s lease) runs a part; then its whole process group is frozen with SIGSTOP for
+    # longer than the broker's visibility timeout (it stands for a part that runs longer than that)
+    stack = make_stack(INFERQ_LEASE_SECONDS="60")
+    stack.start_worker("w1")
+    job = stack.submit(200)
+    w1 = stack.main_pid("w1")
+    part = stack.wait_running_part(job.job_id, owner=lambda pid: parent_of(pid) == w1)
+    stack.procs.signal_group("w1", signal.SIGSTOP)
+    stack.procs.expected_dead.discard(w1)
+    client: redis.Redis[bytes] = redis.Redis.from_url(stack.redis.url)
+    try:
+        task_id, delivered = wait_until(lambda: _unacked_run_part(client, part.id), 10, "the unacked message")
+        visibility = 11
+        wait_until(lambda: time.time() > delivered + visibility + 1, visibility + 5, "the visibility timeout")
+
+        # when: w2, whose broker visibility timeout is 11 s, starts: it hands itself w1's message
+        stack.start_worker("w2", INFERQ_VISIBILITY_TIMEOUT=str(visibility), INFERQ_TASK_TIME_LIMIT="10")
+        stack.procs.wait_for_log("w2", f"inferq.run_part[{task_id}] succeeded", timeout=60)
+
+        # then: the copy found the lease held and did nothing
+        assert f"inferq.run_part[{task_id}] succeeded in" in stack.procs.logs("w2")
+        line = next(x for x in stack.procs.logs("w2").splitlines() if f"run_part[{task_id}] succeeded" in x)
+        assert line.endswith("'skipped'"), line
+        held = stack.part(part.id)
+        assert (held.status, held.lease_token, held.attempts) == ("running", 1, 1)
+    finally:
+        stack.procs.signal_group("w1", signal.SIGCONT)
+        stack.procs.expected_dead.discard(w1)
+        client.close()
+    # and: w1 wakes up, still holds its lease, and commits the part itself
+    done = stack.wait_part(part.id, {"done"}, timeout=60)
+    assert (done.lease_token, done.attempts, done.lease_owner) == (1, 1, part.lease_owner)
+    stack.wait_job(job.job_id)
+    check_job(stack, job, chaos_report, faults=1)

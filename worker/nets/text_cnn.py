@@ -1,0 +1,85 @@
+"""A small text classifier trained from scratch: token embeddings, parallel convolutions over 1..3-token
+windows, max- and mean-pooling, and a linear head (a TextCNN, Kim 2014), with a tokenizer learned from
+the training file. Reads any language the tokenizer was trained on, CJK included (one token a character).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+class TextCnnConfig(PretrainedConfig):
+    model_type = "inferq-textcnn"
+
+    def __init__(
+        self,
+        vocab_size: int = 8000,
+        embedding_size: int = 128,
+        filters: int = 128,
+        kernel_sizes: tuple[int, ...] | list[int] = (1, 2, 3),
+        dropout: float = 0.3,
+        max_position_embeddings: int = 256,
+        pad_token_id: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.embedding_size = embedding_size
+        self.filters = filters
+        self.kernel_sizes = list(kernel_sizes)
+        self.dropout = dropout
+        self.max_position_embeddings = max_position_embeddings
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+
+class TextCnnForSequenceClassification(PreTrainedModel):
+    config_class = TextCnnConfig
+    base_model_prefix = "textcnn"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: TextCnnConfig) -> None:
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(config.embedding_size, config.filters, k, padding=k - 1) for k in config.kernel_sizes
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(2 * config.filters * len(config.kernel_sizes), config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.1)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, (nn.Linear, nn.Conv1d)):
+            nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **_: Any,
+    ) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        x = self.dropout(self.embeddings(input_ids)).transpose(1, 2)  # [batch, emb, tokens]
+        pooled = []
+        for conv in self.convs:
+            h = F.relu(conv(x))[:, :, : input_ids.shape[1]]  # [batch, filters, tokens]
+            mask = attention_mask[:, None, :].to(h.dtype)
+            pooled.append(h.masked_fill(mask == 0, -1e4).max(dim=2).values)
+            pooled.append((h * mask).sum(dim=2) / mask.sum(dim=2).clamp(min=1.0))
+        logits = self.classifier(self.dropout(torch.cat(pooled, dim=1)))
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
