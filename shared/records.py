@@ -719,7 +719,10 @@ class _PartParser:
         self.errors: list[RecordError] = []
 
     def _error(self, line: int, id_: str | None, code: str, message: str) -> None:
-        self.errors.append(RecordError(self.index, line, id_, code, _clip(message)))
+        # A record whose own id cannot be read is named by its line number, as a record without an id is.
+        self.errors.append(
+            RecordError(self.index, line, id_ if id_ is not None else str(line), code, _clip(message))
+        )
         self.index += 1
 
     def _record(self, line: int, id_: str, value: Any) -> None:

@@ -327,13 +327,13 @@ def test_ids_from_records_or_line_numbers() -> None:
     assert [(r.id, r.line) for r in records] == [("a-1", 10), ("42", 12), ("13", 13), ("14", 14)]
 
 
-def test_an_error_keeps_the_id_it_can_tell() -> None:
+def test_an_error_keeps_the_id_it_can_tell_else_the_line_number() -> None:
     err = one(b'{"id": "r7", "text": 5}\n')
     assert isinstance(err, RecordError) and err.id == "r7"
     err = one(b'{"text": 5}\n', first_line=3)
     assert isinstance(err, RecordError) and err.id == "3"
-    err = one(b"{oops\n")
-    assert isinstance(err, RecordError) and err.id is None
+    err = one(b"{oops\n", first_line=5)
+    assert isinstance(err, RecordError) and err.id == "5"
 
 
 def test_too_long_ids_are_refused() -> None:
@@ -389,7 +389,7 @@ def test_csv_rows() -> None:
     assert [(e.index, e.line, e.id, e.code) for e in errors] == [
         (3, 7, "4", "missing_field"),
         (4, 8, "5", "missing_field"),
-        (5, 9, None, "invalid_csv_row"),
+        (5, 9, "9", "invalid_csv_row"),
     ]
     assert "4 cells" in errors[2].message and "3 columns" in errors[2].message
 
@@ -503,10 +503,10 @@ def random_jsonl(rng: random.Random) -> tuple[bytes, list[Expected]]:
             continue
         if kind < 0.25:
             lines.append(b'{"text": "broken')
-            expected.append(Expected(line_no, None, None, "invalid_json"))
+            expected.append(Expected(line_no, str(line_no), None, "invalid_json"))
         elif kind < 0.3:
             lines.append(b"[1]")
-            expected.append(Expected(line_no, None, None, "not_an_object"))
+            expected.append(Expected(line_no, str(line_no), None, "not_an_object"))
         elif kind < 0.4:
             lines.append(orjson.dumps({"id": f"r{line_no}", "body": text}))
             expected.append(Expected(line_no, f"r{line_no}", None, "missing_field"))
@@ -545,7 +545,7 @@ def random_csv(rng: random.Random) -> tuple[bytes, list[Expected]]:
             continue
         if kind < 0.25:
             rows.append(b"1,a,b,c")
-            expected.append(Expected(line_no, None, None, "invalid_csv_row"))
+            expected.append(Expected(line_no, str(line_no), None, "invalid_csv_row"))
         elif kind < 0.35:
             rows.append(b"r%d,,lbl" % line_no)
             expected.append(Expected(line_no, f"r{line_no}", None, "missing_field"))
