@@ -23,8 +23,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# The slow chaos tests (real servers killed and restarted, ~4 min on 2 cores) run in `make chaos`.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -q -m "not (chaos and slow)" $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
@@ -34,6 +35,10 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e -q $(PYTEST_ARGS)
+
+# INFERQ_CHAOS_README=1 make chaos: also write this run's numbers into README.md ("Reliability").
+chaos: $(STAMP)
+	$(BIN)/python -m pytest tests/chaos -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check api shared worker tests migrations examples benchmarks

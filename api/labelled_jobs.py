@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -44,7 +44,10 @@ SUBMIT_ENDPOINT = "POST /v1/jobs"
 LABELLED_PURPOSES = ("training", "input")
 LABEL_FIELD = "label"
 # What a base model must do to be fine-tuned for each task.
-BASE_TASKS = {TEXT_CLASSIFICATION: (EMBEDDING, TEXT_CLASSIFICATION), IMAGE_CLASSIFICATION: (IMAGE_CLASSIFICATION,)}
+BASE_TASKS = {
+    TEXT_CLASSIFICATION: (EMBEDDING, TEXT_CLASSIFICATION),
+    IMAGE_CLASSIFICATION: (IMAGE_CLASSIFICATION,),
+}
 
 
 def labelled_file(session: Session, file_id: str, task: str, field_name: str) -> File:
@@ -168,7 +171,9 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
         jobs.plan_single_part(
             session,
             job.id,
-            PartSpec(index=0, byte_start=0, byte_end=training.bytes, first_line=1, first_record=0, records=records),
+            PartSpec(
+                index=0, byte_start=0, byte_end=training.bytes, first_line=1, first_record=0, records=records
+            ),
             records,
         )
         session.flush()

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from api.broker_metrics import BrokerCollector
 from shared.db import session_scope
 from shared.models import Job, JobPart
 from shared.settings import Settings
@@ -35,7 +36,8 @@ def _count_by_status(session: Session, column: InstrumentedAttribute[str]) -> di
 
 
 class JobsCollector(Collector):
-    """`inferq_jobs{status}`, `inferq_job_parts{status}` and `inferq_database_up`, read at scrape time."""
+    """`inferq_jobs{status}`, `inferq_job_parts{status}`, `inferq_records_processed_total{outcome}` and
+    `inferq_database_up`, read at scrape time."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -46,6 +48,9 @@ class JobsCollector(Collector):
             with session_scope(self.settings) as session:
                 job_counts = _count_by_status(session, Job.status)
                 part_counts = _count_by_status(session, JobPart.status)
+                completed, failed = session.execute(
+                    select(func.coalesce(func.sum(Job.completed), 0), func.coalesce(func.sum(Job.failed), 0))
+                ).one()
         except SQLAlchemyError as e:
             log.warning("metrics: database unavailable: %s", e)
             up.add_metric([], 0)
@@ -61,6 +66,14 @@ class JobsCollector(Collector):
         for part_status in PartStatus:
             parts.add_metric([part_status.value], part_counts.get(part_status.value, 0))
         yield parts
+        records = CounterMetricFamily(
+            "inferq_records_processed",
+            "Records of all jobs processed so far: ok (an output line) or error (an error line)",
+            labels=["outcome"],
+        )
+        records.add_metric(["ok"], int(completed))
+        records.add_metric(["error"], int(failed))
+        yield records
 
 
 class AppMetrics:
@@ -80,6 +93,7 @@ class AppMetrics:
             registry=self.registry,
         )
         self.registry.register(JobsCollector(settings))
+        self.registry.register(BrokerCollector(settings))
 
     def install(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self

@@ -413,6 +413,20 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "ModelList": _list_of("Model"),
+    "WebhookSecret": {
+        "type": "object",
+        "required": ["object", "secret", "signature_version"],
+        "description": (
+            "Signs the tenant's webhooks, Standard Webhooks style: each POST carries webhook-id, "
+            "webhook-timestamp and webhook-signature = v1,base64(HMAC-SHA256(key, id.timestamp.body)) "
+            "where key is the base64-decoded part of the secret after whsec_"
+        ),
+        "properties": {
+            "object": {"const": "webhook_secret"},
+            "secret": {"type": "string", "description": "whsec_ + base64 of 32 bytes"},
+            "signature_version": {"const": "v1"},
+        },
+    },
     **OPENAI_SCHEMAS,
     "Readiness": {
         "type": "object",
@@ -725,6 +739,20 @@ def _paths() -> dict[str, Any]:
                 parameters=[MODEL],
             ),
         },
+        "/v1/webhook_secret": {
+            "get": _op(
+                "The secret that signs this tenant's webhooks (made on first use)",
+                {"200": _json(_ref("WebhookSecret"), "the secret")},
+                tag="webhooks",
+            ),
+        },
+        "/v1/webhook_secret/rotate": {
+            "post": _op(
+                "Replace the webhook secret; deliveries from now on are signed with the new one",
+                {"200": _json(_ref("WebhookSecret"), "the new secret")},
+                tag="webhooks",
+            ),
+        },
         "/v1/batches": {
             "post": _op(
                 "Create an OpenAI batch",
@@ -873,6 +901,7 @@ def _document_json() -> str:
             {"name": "jobs", "description": "Prediction jobs"},
             {"name": "models", "description": "Built-in and trained models"},
             {"name": "openai", "description": "OpenAI-compatible batches and embeddings"},
+            {"name": "webhooks", "description": "Signed POSTs of a job's object when it ends"},
             {"name": "operations", "description": "Health, readiness, metrics (no auth)"},
         ],
         "paths": _paths(),

@@ -6,18 +6,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shared.batch_lines import batch_id
+from shared.job_objects import job_object as job_object  # the core lives in shared: workers send it too
+from shared.job_objects import timestamp
 from shared.models import File, Job, JobEvent, ModelVersion
 from shared.registry import ResolvedModel
 from shared.states import JobStatus
-
-
-def timestamp(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with millisecond precision and a `Z`: `2026-01-02T03:04:05.678Z`."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def file_object(f: File) -> dict[str, Any]:
@@ -32,33 +25,6 @@ def file_object(f: File) -> dict[str, Any]:
         "sha256": f.sha256,
         "created_at": timestamp(f.created_at),
         "status": "processed",  # OpenAI's file status: stored, scanned and ready to use
-    }
-
-
-def job_object(job: Job) -> dict[str, Any]:
-    error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
-    return {
-        "id": job.id,
-        "object": "job",
-        "type": job.type,
-        "task": job.task,
-        "status": job.status,
-        "model": job.model or None,  # a train job from scratch has no base model
-        "input_file": job.input_file_id,
-        "params": job.params or {},
-        "priority": job.priority,
-        "created_at": timestamp(job.created_at),
-        "started_at": timestamp(job.started_at),
-        "finished_at": timestamp(job.finished_at),
-        "expires_at": timestamp(job.expires_at),
-        "progress": {"total": job.total, "completed": job.completed, "failed": job.failed},
-        "output_file": job.output_file_id,
-        "error_file": job.error_file_id,
-        "result_model": job.result_model,
-        "metrics": job.metrics,
-        "error": error,
-        "metadata": job.metadata_ or {},
-        "webhook_url": job.webhook_url,
     }
 
 

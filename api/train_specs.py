@@ -98,7 +98,13 @@ TEXT_ONLY = ("max_length",)
 CNN_ONLY = ("image_size",)
 
 COMMON_FIELDS = frozenset({"type", "task", "priority", "metadata", "webhook_url", "completion_window"})
-TRAIN_FIELDS = COMMON_FIELDS | {"base_model", "training_file", "validation_file", "model_name", "hyperparameters"}
+TRAIN_FIELDS = COMMON_FIELDS | {
+    "base_model",
+    "training_file",
+    "validation_file",
+    "model_name",
+    "hyperparameters",
+}
 TRAIN_REQUIRED = ("task", "training_file", "model_name")
 EVALUATE_FIELDS = COMMON_FIELDS | {"model", "input_file", "params"}
 EVALUATE_REQUIRED = ("task", "model", "input_file")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from shared.cli_client import register_client_commands
-from shared.cli_server import register_server_commands
+from shared.cli_server import models_group, register_server_commands
+from shared.cli_training import register_training_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +17,7 @@ def main() -> None:
 
 register_server_commands(main)
 register_client_commands(main)
+register_training_commands(main, models_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -85,7 +85,9 @@ def models_group() -> None:
 @models_group.command("import")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Model name; the version counts up per tenant and name.")
-@click.option("--task", required=True, type=click.Choice(["text-classification", "embedding", "image-classification"]))
+@click.option(
+    "--task", required=True, type=click.Choice(["text-classification", "embedding", "image-classification"])
+)
 @click.option("--tenant", required=True, help="Tenant that owns the model.")
 def models_import(folder: Path, name: str, task: str, tenant: str) -> None:
     """Register a local Hugging Face folder (safetensors weights only) as NAME:N and print NAME:N."""
@@ -116,6 +118,7 @@ def models_import(folder: Path, name: str, task: str, tenant: str) -> None:
 def serve(host: str, port: int, threads: int) -> None:
     """Run the HTTP API (waitress)."""
     import waitress
+
     from api.app import create_app
 
     _settings_or_exit()
@@ -199,7 +202,7 @@ def up(host: str, port: int, workers: int) -> None:
         ]
         if i == 0:
             cmd.append("--beat")
-        commands.append((cmd, env))
+        commands.append((cmd, {**env, "INFERQ_WORKER_INDEX": str(i)}))
     click.echo(
         f"inferq up: API on http://{host}:{port}, {workers} worker(s), data in {settings.data_dir}\n"
         f"  database {settings.database_url}\n  broker   {settings.broker_url}\n"

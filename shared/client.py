@@ -596,6 +596,49 @@ class Client:
     def model(self, name: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/v1/models/{name}"))
 
+    def delete_model(self, ref: str) -> dict[str, Any]:
+        """Delete one version (`name:version`); 409 while a live job uses it."""
+        return dict(self._json("DELETE", f"/v1/models/{ref}"))
+
+    def train(
+        self,
+        *,
+        task: str,
+        training_file: str,
+        model_name: str,
+        base_model: str | object | None = ...,
+        validation_file: str | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit a train job; `base_model` omitted = the task's default base, None = from scratch."""
+        body: dict[str, Any] = {
+            "type": "train",
+            "task": task,
+            "training_file": training_file,
+            "model_name": model_name,
+        }
+        if base_model is not ...:
+            body["base_model"] = base_model
+        if validation_file is not None:
+            body["validation_file"] = validation_file
+        if hyperparameters:
+            body["hyperparameters"] = dict(hyperparameters)
+        return self.create_job(body, idempotency_key=idempotency_key)
+
+    def evaluate(self, *, task: str, model: str, input_file: str, idempotency_key: str | None = None) -> Job:
+        """Submit an evaluate job: the model's metrics on a labelled file."""
+        body = {"type": "evaluate", "task": task, "model": model, "input_file": input_file}
+        return self.create_job(body, idempotency_key=idempotency_key)
+
+    def webhook_secret(self) -> str:
+        """The `whsec_…` secret that signs this tenant's webhooks (check them with `verify_webhook`)."""
+        return str(self._json("GET", "/v1/webhook_secret")["secret"])
+
+    def rotate_webhook_secret(self) -> str:
+        """Replace the webhook secret; deliveries from now on are signed with the returned one."""
+        return str(self._json("POST", "/v1/webhook_secret/rotate", retry=False)["secret"])
+
     def embed(self, texts: list[str], *, model: str = "minilm-l6") -> list[list[float]]:
         """Synchronous embeddings of a few texts (`POST /v1/embeddings`, OpenAI's shape)."""
         data = self._json("POST", "/v1/embeddings", retry=True, json={"model": model, "input": texts})

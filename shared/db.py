@@ -14,6 +14,7 @@ from shared.settings import Settings, get_settings
 
 _lock = threading.Lock()
 _factories: dict[str, sessionmaker[Session]] = {}
+SETTINGS_INFO = "inferq_settings"
 
 
 def make_engine(database_url: str) -> Engine:
@@ -63,8 +64,12 @@ def dispose_engines() -> None:
 
 @contextmanager
 def session_scope(settings: Settings | None = None) -> Iterator[Session]:
-    """One transaction: commits on success, rolls back on any error."""
+    """One transaction: commits on success, rolls back on any error.
+
+    `session.info[SETTINGS_INFO]` holds the settings, for hooks that send messages after the commit.
+    """
     session = _factory(settings)()
+    session.info[SETTINGS_INFO] = settings or get_settings()
     try:
         yield session
         session.commit()

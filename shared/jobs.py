@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shared import webhooks
 from shared.ids import new_id
 from shared.models import Job, JobEvent, JobPart, utcnow
 from shared.states import TERMINAL, WORKING, JobStatus, PartStatus, sources_of
@@ -113,6 +114,8 @@ def transition(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
     record_event(session, job_id, "state", message, data, from_status=current, to_status=to.value)
+    if to in TERMINAL:  # the job's webhook: an outbox row now, the message once this transaction commits
+        webhooks.on_terminal(session, job_id, to.value)
     return current
 
 
@@ -377,10 +380,22 @@ def release_part(session: Session, lease: Lease, reason: str, *, count_attempt: 
 
 
 def skip_unstarted_parts(session: Session, job_id: str) -> int:
+    """A stopped job's parts that will not run: queued ones, and running ones whose lease lapsed.
+
+    A lapsed lease belongs to a worker that died or froze; skipping its part (not leaving it `running`)
+    also fences that worker out: a part that is no longer `running` takes no heartbeat and no commit.
+    """
+    now = utcnow()
     result = session.execute(
         update(JobPart)
-        .where(JobPart.job_id == job_id, JobPart.status == PartStatus.QUEUED.value)
-        .values(status=PartStatus.SKIPPED.value, finished_at=utcnow())
+        .where(
+            JobPart.job_id == job_id,
+            or_(
+                JobPart.status == PartStatus.QUEUED.value,
+                and_(JobPart.status == PartStatus.RUNNING.value, JobPart.lease_expires_at < now),
+            ),
+        )
+        .values(status=PartStatus.SKIPPED.value, finished_at=now, lease_expires_at=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 

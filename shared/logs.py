@@ -6,6 +6,15 @@ import json
 import logging
 import sys
 
+# Attributes a log call passes with `extra=` (see `log_ids`) that JSON lines carry as fields.
+LOG_ID_FIELDS = ("job_id", "part_id", "tenant_id", "delivery_id")
+
+
+def log_ids(job_id: str | None = None, part_id: str | None = None, **more: str) -> dict[str, str]:
+    """`extra=` for a log call about a job or part: `log.info("…", extra=log_ids(job_id, part_id))`."""
+    ids = {"job_id": job_id, "part_id": part_id, **more}
+    return {k: v for k, v in ids.items() if v is not None}
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -15,7 +24,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for attr in ("job_id", "part_id", "tenant_id"):
+        for attr in LOG_ID_FIELDS:
             if hasattr(record, attr):
                 payload[attr] = getattr(record, attr)
         if record.exc_info:

@@ -54,6 +54,8 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Signs the tenant's webhooks (`whsec_…`, Standard Webhooks); made on first use (shared.webhooks).
+    webhook_secret: Mapped[str | None] = mapped_column(String(100), default=None)
 
 
 class ApiKey(Base):
@@ -161,6 +163,26 @@ class JobEvent(Base):
     to_status: Mapped[str | None] = mapped_column(String(20), default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WebhookDelivery(Base):
+    """The outbox of a job's webhook: written in the transaction that ends the job, sent after it commits,
+    re-sent by the reconciler while `pending`. Its id is the `webhook-id` of every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(40))  # job.succeeded, job.failed, …
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)  # last message to the broker
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Model(Base):

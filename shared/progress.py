@@ -99,6 +99,23 @@ class RateMeter:
         return max(0, d1 - d0) / (t1 - t0)
 
 
+def metrics_line(job: Job) -> str:
+    """Training and evaluation figures: `epoch 2/3  loss 0.4123  val_loss 0.3890  acc 0.912  f1 0.905`."""
+    m = job.metrics or {}
+    parts = []
+    if "epoch" in m and "epochs" in m:
+        parts.append(f"epoch {m['epoch']}/{m['epochs']}")
+    for key, name, digits in (
+        ("train_loss", "loss", 4),
+        ("validation_loss", "val_loss", 4),
+        ("accuracy", "acc", 3),
+        ("macro_f1", "f1", 3),
+    ):
+        if isinstance(m.get(key), (int, float)):
+            parts.append(f"{name} {m[key]:.{digits}f}")
+    return "  ".join(parts)
+
+
 def summarize(job: Job, elapsed: float | None = None) -> str:
     """The final line about a job: how it ended, its counts and, on failure, why."""
     p = job.progress
@@ -108,6 +125,11 @@ def summarize(job: Job, elapsed: float | None = None) -> str:
         line += f" in {format_duration(elapsed)}"
         if elapsed > 0 and p.done:
             line += f" ({format_rate(p.done / elapsed)})"
+    if job.result_model:
+        line += f"; model {job.result_model}"
+    figures = metrics_line(job)
+    if figures:
+        line += f"; {figures}"
     if job.error is not None:
         line += f"; error: {job.error.code}: {job.error.message}"
     return line
@@ -159,13 +181,15 @@ class ProgressBar:
 
     def line(self, job: Job) -> str:
         p = job.progress
-        return render_progress(
+        line = render_progress(
             status=job.status,
             completed=p.completed,
             failed=p.failed,
             total=p.total,
             rate=self.meter.rate(),
         )
+        figures = metrics_line(job)
+        return f"{line}  {figures}" if figures else line
 
     def update(self, job: Job) -> None:
         """Take one observation of the job (pass it as `Client.wait(on_progress=...)`)."""

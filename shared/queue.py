@@ -27,11 +27,13 @@ TASK_RUN_PART = "inferq.run_part"
 TASK_FINALIZE = "inferq.finalize_job"
 TASK_RECONCILE = "inferq.reconcile"
 TASK_TRAIN = "inferq.train_job"
+TASK_WEBHOOK = "inferq.deliver_webhook"
 
 TASK_QUEUES = {
     TASK_PLAN: QUEUE_CONTROL,
     TASK_FINALIZE: QUEUE_CONTROL,
     TASK_RECONCILE: QUEUE_CONTROL,
+    TASK_WEBHOOK: QUEUE_CONTROL,
     TASK_RUN_PART: QUEUE_INFERENCE,
     TASK_TRAIN: QUEUE_TRAINING,
 }

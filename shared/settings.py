@@ -59,6 +59,13 @@ class Settings:
     # Threads for torch in a worker process (0 = torch's default)
     torch_threads: int = 0
     log_json: bool = False
+    # Webhooks: attempts per delivery, first retry delay (doubling, capped at an hour), request timeout
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: int = 10
+    webhook_timeout_seconds: int = 10
+    # A worker's Prometheus endpoint: port + its index (0 = none); see worker/metrics_server.py
+    worker_metrics_port: int = 0
+    worker_index: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +98,11 @@ class Settings:
             model_cache_size=_int(env, "INFERQ_MODEL_CACHE_SIZE", 4, 1),
             torch_threads=_int(env, "INFERQ_TORCH_THREADS", 0, 0),
             log_json=(env.get("INFERQ_LOG_JSON", "") or "").lower() in ("1", "true", "yes"),
+            webhook_max_attempts=_int(env, "INFERQ_WEBHOOK_MAX_ATTEMPTS", 8, 1),
+            webhook_backoff_seconds=_int(env, "INFERQ_WEBHOOK_BACKOFF_SECONDS", 10, 1),
+            webhook_timeout_seconds=_int(env, "INFERQ_WEBHOOK_TIMEOUT", 10, 1),
+            worker_metrics_port=_int(env, "INFERQ_WORKER_METRICS_PORT", 0, 0),
+            worker_index=_int(env, "INFERQ_WORKER_INDEX", 0, 0),
         )
         settings.check()
         return settings

@@ -31,6 +31,16 @@ class ObjectNotFound(StorageError):
     pass
 
 
+class StorageUnavailable(StorageError):
+    """The endpoint could not be reached or is overloaded: retrying later may work."""
+
+
+# S3 error codes that mean "not now" rather than "never".
+S3_RETRYABLE_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500", "502", "503", "504"}
+)
+
+
 class Storage(Protocol):
     def put_stream(self, key: str, stream: IO[bytes]) -> None: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
@@ -179,9 +189,11 @@ class S3Storage:
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise ObjectNotFound(str(kwargs.get("Key", ""))) from e
+            if code in S3_RETRYABLE_CODES:
+                raise StorageUnavailable(f"S3 unavailable ({code}): {e}") from e
             raise StorageError(f"S3 {code}: {e}") from e
         except BotoCoreError as e:
-            raise StorageError(f"S3 unreachable: {e}") from e
+            raise StorageUnavailable(f"S3 unreachable: {e}") from e
 
     def put_stream(self, key: str, stream: IO[bytes]) -> None:
         from boto3.s3.transfer import TransferConfig
@@ -203,9 +215,13 @@ class S3Storage:
             if end is not None and end <= start:
                 return
             kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        from botocore.exceptions import BotoCoreError
+
         body = self._call(self.client.get_object, **kwargs)["Body"]
         try:
             yield from body.iter_chunks(CHUNK)
+        except BotoCoreError as e:  # the connection broke while the body streamed
+            raise StorageUnavailable(f"S3 unreachable: {e}") from e
         finally:
             body.close()
 

@@ -25,7 +25,9 @@ STATE_FILE = "training_state.pt"
 _EPOCH_RE = re.compile(r"epoch-(\d{4})/" + re.escape(STATE_FILE) + "$")
 
 
-def save_checkpoint(storage: Storage, tenant_id: str, job_id: str, epoch: int, folder: Path, state: dict[str, Any]) -> str:
+def save_checkpoint(
+    storage: Storage, tenant_id: str, job_id: str, epoch: int, folder: Path, state: dict[str, Any]
+) -> str:
     """Upload the saved model `folder` and the training `state` as the checkpoint after `epoch`."""
     prefix = keys.checkpoint_prefix(tenant_id, job_id, epoch)
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != STATE_FILE):

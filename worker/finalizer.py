@@ -10,6 +10,7 @@ from sqlalchemy import select
 from shared import jobs, keys, queue
 from shared.db import session_scope
 from shared.ids import new_id
+from shared.logs import log_ids
 from shared.models import File, Job, JobPart, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus, PartStatus
@@ -64,6 +65,7 @@ def finalize_job(job_id: str, settings: Settings) -> str:
         else:
             return status.value
         tenant_id = job.tenant_id
+        job_type, model_ref, model_version_id = job.type, job.model, job.model_version_id
         expired = job.error_code == "expired"
         parts = session.execute(
             select(JobPart.output_key, JobPart.error_key, JobPart.completed, JobPart.failed)
@@ -87,6 +89,9 @@ def finalize_job(job_id: str, settings: Settings) -> str:
     failed = sum(p.failed for p in parts)
     output = _result_file(storage, tenant_id, job_id, "output", out_key, out_bytes, completed)
     errors = _result_file(storage, tenant_id, job_id, "errors", err_key, err_bytes, failed)
+    extra: dict[str, object] = {}
+    if status is JobStatus.FINALIZING and job_type == "evaluate":
+        extra["metrics"] = _evaluation(settings, storage, out_key, model_ref, model_version_id)
     if status is JobStatus.FINALIZING:
         target = JobStatus.SUCCEEDED
     else:
@@ -103,9 +108,24 @@ def finalize_job(job_id: str, settings: Settings) -> str:
             data={"completed": completed, "failed": failed},
             output_file_id=output.id,
             error_file_id=errors.id,
+            **extra,
         )
         if left is None:
             session.rollback()
             return "lost"
-    log.info("job %s %s: %d records, %d errors", job_id, target.value, completed, failed)
+    log.info(
+        "job %s %s: %d records, %d errors", job_id, target.value, completed, failed, extra=log_ids(job_id)
+    )
     return target.value
+
+
+def _evaluation(
+    settings: Settings, storage: Storage, out_key: str, model_ref: str, model_version_id: str | None
+) -> dict[str, object]:
+    """An evaluate job's metrics, from its joined output (prediction and expected label per record)."""
+    from shared.registry import for_job
+    from worker.evaluation import evaluation_metrics
+
+    with session_scope(settings) as session:
+        labels = for_job(session, model_ref, model_version_id).labels
+    return evaluation_metrics(storage, out_key, labels)

@@ -20,7 +20,7 @@ from shared.models import Job
 from shared.openai_embeddings import EmbeddingsRequest
 from shared.records import JSONL, Record, RecordError, dumps_line, error_line, parse_part
 from shared.settings import Settings
-from shared.tasks import EMBEDDING, input_fields
+from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, input_fields
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,11 @@ def _request(record: Record) -> EmbeddingsRequest:
 
 
 def formatter_for(job: Job, model: registry.ResolvedModel, settings: Settings) -> Formatter:
+    if job.type == "evaluate" or job.task == IMAGE_CLASSIFICATION:
+        from shared.storage import get_storage
+        from worker.task_formatter import TaskFormatter
+
+        return TaskFormatter(job.task, job.tenant_id, get_storage(settings), labelled=job.type == "evaluate")
     if job.type == batch_lines.JOB_TYPE:
         info = (job.params or {}).get("openai_batch") or {}
         return BatchFormatter(job.id, job.tenant_id, model, dict(info), settings)

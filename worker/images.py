@@ -65,7 +65,9 @@ def tenant_image_key(tenant_id: str, image_key: str) -> str:
     relative = image_key[len(prefix) :] if image_key.startswith(prefix) else image_key
     parts = relative.split("/")
     if not relative or relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ImageError("invalid_image_key", f"image_key {image_key!r} is not a key inside your storage area")
+        raise ImageError(
+            "invalid_image_key", f"image_key {image_key!r} is not a key inside your storage area"
+        )
     if relative.startswith("t/"):
         raise ImageError("invalid_image_key", f"image_key {image_key!r} is outside your storage area")
     return prefix + relative

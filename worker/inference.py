@@ -13,6 +13,7 @@ import torch
 
 from shared.errors import InvalidRequest
 from worker.batching import padding_ratio, plan_batches
+from worker.metrics import observe_batch
 from worker.predictors.base import Predictor
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,15 @@ def run_predictions(
             with _autocast(predictor.device, dtype):
                 output = predictor.forward(batch)
             results = predictor.postprocess(output, params)
-        forward_seconds += time.perf_counter() - batch_started
+        batch_seconds = time.perf_counter() - batch_started
+        forward_seconds += batch_seconds
+        observe_batch(
+            predictor.task,
+            len(indices),
+            padding_ratio(prepared.lengths, [indices]),
+            batch_seconds,
+            predictor.device.type,
+        )
         if len(results) != len(indices):
             raise RuntimeError(
                 f"{type(predictor).__name__}.postprocess returned {len(results)} results "

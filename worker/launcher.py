@@ -49,10 +49,11 @@ def gpu_ids(spec: str, count: int) -> list[str]:
 
 def child_envs(gpus: Sequence[str], base: Mapping[str, str]) -> list[dict[str, str]]:
     envs = []
-    for gpu in gpus:
+    for index, gpu in enumerate(gpus):
         env = dict(base)
         env["CUDA_VISIBLE_DEVICES"] = gpu
         env["INFERQ_WORKER_GPU"] = gpu
+        env["INFERQ_WORKER_INDEX"] = str(index)  # its metrics port: INFERQ_WORKER_METRICS_PORT + index
         envs.append(env)
     return envs
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, signals
 
+from shared import worker_presence
 from shared.db import dispose_engines
 from shared.queue import ALL_QUEUES, QUEUE_CONTROL, QUEUE_INFERENCE, QUEUE_TRAINING, make_celery
 from shared.settings import Settings, get_settings
+from worker import metrics_server
 
 log = logging.getLogger(__name__)
 
@@ -84,4 +88,30 @@ def run_worker(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.conf.beat_schedule_filename = str(settings.data_dir / "beat-schedule")
     name = name or f"inferq-{os.getpid()}@%h"
-    app.worker_main(worker_argv(queues, name, concurrency, beat, pool, loglevel))
+    stop_telemetry = start_telemetry(settings, name.replace("%h", socket.gethostname()), queues)
+    try:
+        app.worker_main(worker_argv(queues, name, concurrency, beat, pool, loglevel))
+    finally:
+        stop_telemetry()
+
+
+def start_telemetry(settings: Settings, name: str, queues: tuple[str, ...]) -> Callable[[], None]:
+    """Before the pool forks: this worker's metrics endpoint (multiprocess mode, see
+    worker/metrics_server.py) and its presence record (shared/worker_presence.py). Returns the stopper."""
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or "none"
+    endpoint = None
+    if settings.worker_metrics_port:
+        endpoint = metrics_server.start(settings, name, gpu, metrics_server.enable_multiprocess())
+    announcer = None
+    if worker_presence.supported(settings):
+        presence = worker_presence.Presence(name, gpu, socket.gethostname(), os.getpid(), ",".join(queues))
+        announcer = worker_presence.Announcer(settings, presence)
+        announcer.start()
+
+    def stop() -> None:
+        if announcer is not None:
+            announcer.stop()
+        if endpoint is not None:
+            endpoint.close()
+
+    return stop

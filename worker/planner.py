@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from shared.records import plan_parts
 from sqlalchemy import select
 
 from shared import jobs, queue
 from shared.db import session_scope
+from shared.logs import log_ids
 from shared.models import File, Job, JobPart
+from shared.records import plan_parts
 from shared.settings import Settings
 from shared.states import WORKING, JobStatus, PartStatus
 from shared.storage import StorageError, get_storage
@@ -62,7 +63,9 @@ def plan_job(job_id: str, settings: Settings) -> None:
             storage.iter_bytes(file.storage_key), file.format, part_size(file.records, settings)
         )
     except StorageError as e:
-        log.warning("job %s: cannot read input yet (%s); the reconciler will retry", job_id, e)
+        log.warning(
+            "job %s: cannot read input yet (%s); the reconciler will retry", job_id, e, extra=log_ids(job_id)
+        )
         raise
 
     with session_scope(settings) as session:
@@ -83,7 +86,7 @@ def plan_job(job_id: str, settings: Settings) -> None:
             .scalars()
             .all()
         )
-    log.info("job %s planned: %d parts, %d records", job_id, len(part_ids), total)
+    log.info("job %s planned: %d parts, %d records", job_id, len(part_ids), total, extra=log_ids(job_id))
     if finalize:
         queue.try_send(queue.TASK_FINALIZE, [job_id], settings=settings)
     for part_id in part_ids:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from shared import jobs, queue
+from shared import jobs, queue, webhooks
 from shared.db import session_scope
 from shared.models import Job, JobPart, utcnow
 from shared.settings import Settings
@@ -29,9 +29,10 @@ class ReconcileReport:
     parts: int = 0
     finalizes: int = 0
     expired: int = 0
+    webhooks: int = 0
 
     def total(self) -> int:
-        return self.plans + self.parts + self.finalizes + self.expired
+        return self.plans + self.parts + self.finalizes + self.expired + self.webhooks
 
 
 def reconcile(settings: Settings, *, resend_after: int | None = None) -> ReconcileReport:
@@ -121,6 +122,7 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
             .all()
         )
         parts = [part_id for part_id, _ in part_rows]
+        deliveries = webhooks.overdue(session, now, control_stale)
         for ids, model in ((plans, Job), (finals, Job)):
             if ids:
                 session.execute(update(model).where(model.id.in_(ids)).values(sent_at=now))
@@ -133,12 +135,15 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
         report.finalizes += queue.try_send(queue.TASK_FINALIZE, [job_id], settings=settings)
     for part_id, job_type in part_rows:
         report.parts += queue.try_send(queue.part_task(job_type), [part_id], settings=settings)
+    for delivery_id in deliveries:
+        report.webhooks += queue.try_send(queue.TASK_WEBHOOK, [delivery_id], settings=settings)
     if report.total():
         log.info(
-            "reconciler re-sent %d plans, %d parts, %d finalizes; expired %d jobs",
+            "reconciler re-sent %d plans, %d parts, %d finalizes, %d webhooks; expired %d jobs",
             report.plans,
             report.parts,
             report.finalizes,
+            report.webhooks,
             report.expired,
         )
     return report

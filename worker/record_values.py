@@ -27,7 +27,9 @@ class ValueProblem(ValueError):
 
 
 def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__.replace("str", "string").replace("dict", "object")
+    return (
+        "null" if value is None else type(value).__name__.replace("str", "string").replace("dict", "object")
+    )
 
 
 def read_text(obj: dict[str, Any]) -> str:
@@ -54,7 +56,9 @@ def image_reader(storage: Storage | None, tenant_id: str) -> Callable[[dict[str,
             if obj.get("image_key") is not None:
                 key = obj["image_key"]
                 if not isinstance(key, str):
-                    raise ValueProblem("invalid_type", f"field 'image_key' must be a string, got {_type_name(key)}")
+                    raise ValueProblem(
+                        "invalid_type", f"field 'image_key' must be a string, got {_type_name(key)}"
+                    )
                 if storage is None:
                     raise ValueProblem("invalid_image_key", "image_key cannot be read here")
                 return load_image_key(storage, tenant_id, key)
@@ -108,16 +112,16 @@ def apply_readers(
         obj = record.value
         try:
             value = read_value(obj)
-            out.append(Record(record.index, record.line, record.id, (value, read_label(obj)) if labelled else value))
+            out.append(
+                Record(record.index, record.line, record.id, (value, read_label(obj)) if labelled else value)
+            )
         except ValueProblem as e:
             bad.append(RecordError(record.index, record.line, record.id, e.code, e.message))
     bad.sort(key=lambda e: e.index)
     return out, bad
 
 
-def read_labelled_file(
-    storage: Storage, key: str, fmt: str, task: str, tenant_id: str
-) -> LabelledRecords:
+def read_labelled_file(storage: Storage, key: str, fmt: str, task: str, tenant_id: str) -> LabelledRecords:
     """Every record of a labelled file, read whole (training files are small enough to hold)."""
     header = None
     if fmt != JSONL:

@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from shared import jobs, keys, queue, registry
 from shared.db import session_scope
 from shared.jobs import Lease
+from shared.logs import log_ids
 from shared.models import File, Job, JobPart
 from shared.records import Record, RecordError, error_line, read_header
 from shared.settings import Settings
-from shared.storage import Storage, get_storage
+from shared.storage import Storage, StorageUnavailable, get_storage
+from worker import metrics as worker_metrics
 from worker.formatters import Formatter, formatter_for
 from worker.model_cache import ModelCache
 
@@ -81,7 +84,12 @@ class Heartbeat(threading.Thread):
                 elif jobs.is_cancelled(session, self.lease.job_id):
                     self.progress.stop = "cancelled"
         except Exception as e:  # the database may be briefly down; the lease has slack for that
-            log.warning("heartbeat for part %s failed: %s", self.lease.part_id, e)
+            log.warning(
+                "heartbeat for part %s failed: %s",
+                self.lease.part_id,
+                e,
+                extra=log_ids(self.lease.job_id, self.lease.part_id),
+            )
 
     def stop(self) -> None:
         self.done.set()
@@ -203,7 +211,7 @@ def run_part(part_id: str, settings: Settings) -> str:
             attempt=lease.attempt,
         )
     except LeaseLost as e:
-        log.info("part %s stopped: %s", part_id, e)
+        log.info("part %s stopped: %s", part_id, e, extra=log_ids(lease.job_id, part_id))
         if progress.stop == "cancelled":
             with session_scope(settings) as session:
                 jobs.release_part(
@@ -215,7 +223,13 @@ def run_part(part_id: str, settings: Settings) -> str:
         # The pool child was told to stop (billiard turns SIGTERM, SIGHUP, SIGQUIT into SystemExit):
         # hand the part back now rather than leave it `running` until the lease lapses.
         heartbeat.stop()
-        _hand_back(lease, settings)
+        _hand_back(lease, settings, "worker shutting down", resend=True)
+        raise
+    except (StorageUnavailable, OperationalError) as e:
+        # Storage or the database is down: not the part's fault, so the attempt does not count; the
+        # task retries with backoff (worker.tasks) and claims the part again.
+        heartbeat.stop()
+        _hand_back(lease, settings, f"{type(e).__name__}: {e}", resend=False)
         raise
     except Exception as e:
         heartbeat.stop()
@@ -223,10 +237,13 @@ def run_part(part_id: str, settings: Settings) -> str:
     finally:
         heartbeat.stop()
 
-    with session_scope(settings) as session:
-        fan_in = jobs.complete_part(session, lease, len(records), len(errors), out_key, err_key, stats)
+    fan_in = _complete(lease, settings, len(records), len(errors), out_key, err_key, stats)
     if fan_in is None:
-        log.info("part %s finished but its lease was taken over; discarded", part_id)
+        log.info(
+            "part %s finished but its lease was taken over; discarded",
+            part_id,
+            extra=log_ids(lease.job_id, part_id),
+        )
         return "lost"
     log.info(
         "job %s part %d done: %d ok, %d errors in %.2fs on %s",
@@ -236,25 +253,67 @@ def run_part(part_id: str, settings: Settings) -> str:
         len(errors),
         stats["total_seconds"],
         owner,
+        extra=log_ids(lease.job_id, part_id),
+    )
+    worker_metrics.part_finished(
+        ctx.job["task"], "done", len(records), len(errors), float(stats["total_seconds"])
     )
     if fan_in.finalize:
         queue.try_send(queue.TASK_FINALIZE, [ctx.job["id"]], settings=settings)
     return "done"
 
 
-def _hand_back(lease: Lease, settings: Settings) -> None:
-    """Release the part without counting the attempt (not the part's fault) and send it again."""
+def _complete(
+    lease: Lease,
+    settings: Settings,
+    completed: int,
+    failed: int,
+    out_key: str,
+    err_key: str,
+    stats: dict[str, Any],
+) -> jobs.FanIn | None:
+    """Mark the part done. While the database is briefly down, keep trying for up to a lease: the
+    objects are written, and the commit still counts unless another worker took the part meanwhile."""
+    deadline = time.monotonic() + settings.lease_seconds
+    delay = 0.5
+    while True:
+        try:
+            with session_scope(settings) as session:
+                return jobs.complete_part(session, lease, completed, failed, out_key, err_key, stats)
+        except OperationalError as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "part %s: cannot commit yet, retrying in %.1fs: %s",
+                lease.part_id,
+                delay,
+                e,
+                extra=log_ids(lease.job_id, lease.part_id),
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _hand_back(lease: Lease, settings: Settings, reason: str, *, resend: bool) -> None:
+    """Release the part without counting the attempt (it was not the part's fault); `resend` it now."""
     try:
         with session_scope(settings) as session:
-            released = jobs.release_part(
-                session, lease, "worker shutting down; part handed back", count_attempt=False
-            )
-    except Exception as e:  # exiting anyway: the lease lapses and the reconciler re-sends the part
-        log.warning("could not hand part %s back: %s", lease.part_id, e)
+            released = jobs.release_part(session, lease, f"handed back: {reason}", count_attempt=False)
+    except Exception as e:  # the lease lapses instead, and the reconciler re-sends the part
+        log.warning(
+            "could not hand part %s back (%s): %s",
+            lease.part_id,
+            reason,
+            e,
+            extra=log_ids(lease.job_id, lease.part_id),
+        )
         return
     if released:
-        log.warning("worker shutting down: part %s handed back", lease.part_id)
-        queue.try_send(queue.TASK_RUN_PART, [lease.part_id], settings=settings)
+        log.warning(
+            "part %s handed back: %s", lease.part_id, reason, extra=log_ids(lease.job_id, lease.part_id)
+        )
+        if resend:
+            queue.try_send(queue.TASK_RUN_PART, [lease.part_id], settings=settings)
 
 
 def _predict(
@@ -305,10 +364,21 @@ def _on_error(
     """An attempt raised: retry it, or give up after max attempts (counted in SQL, not in the broker)."""
     message = f"{type(error).__name__}: {error}"
     if ctx.attempts >= settings.max_part_attempts:
-        log.exception("job %s part %d failed for good", ctx.job["id"], ctx.part_index, exc_info=error)
+        log.exception(
+            "job %s part %d failed for good",
+            ctx.job["id"],
+            ctx.part_index,
+            exc_info=error,
+            extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
+        )
         return _give_up(ctx, storage, settings, out_key, err_key, "processing_error", message)
     log.warning(
-        "job %s part %d attempt %d failed, retrying: %s", ctx.job["id"], ctx.part_index, ctx.attempts, message
+        "job %s part %d attempt %d failed, retrying: %s",
+        ctx.job["id"],
+        ctx.part_index,
+        ctx.attempts,
+        message,
+        extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
     )
     with session_scope(settings) as session:
         released = jobs.release_part(session, ctx.lease, f"attempt {ctx.attempts} failed: {message}")
@@ -332,7 +402,13 @@ def _give_up(
     try:
         records, errors = _read_records(ctx, storage)
     except Exception as e:
-        log.error("job %s part %d unreadable: %s", ctx.job["id"], ctx.part_index, e)
+        log.error(
+            "job %s part %d unreadable: %s",
+            ctx.job["id"],
+            ctx.part_index,
+            e,
+            extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
+        )
         records, errors = [], []
     all_errors = errors + [RecordError(r.index, r.line, r.id, code, message) for r in records]
     _write_objects(storage, out_key, err_key, [], all_errors, ctx.formatter.error_line)
@@ -340,7 +416,14 @@ def _give_up(
         fan_in = jobs.fail_part(session, ctx.lease, code, message, err_key, out_key)
     if fan_in is None:
         return "lost"
-    log.error("job %s part %d failed: %s", ctx.job["id"], ctx.part_index, message)
+    log.error(
+        "job %s part %d failed: %s",
+        ctx.job["id"],
+        ctx.part_index,
+        message,
+        extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
+    )
+    worker_metrics.part_finished(ctx.job["task"], "failed", 0, len(all_errors), None)
     if fan_in.finalize:
         queue.try_send(queue.TASK_FINALIZE, [ctx.job["id"]], settings=settings)
     return "failed"

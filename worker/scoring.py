@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def classification_metrics(expected: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(
+    expected: Sequence[str], predicted: Sequence[str], labels: Sequence[str]
+) -> dict[str, Any]:
     """Metrics of `predicted` against `expected`; `labels` orders the confusion matrix (rows: expected)."""
     if len(expected) != len(predicted):
         raise ValueError(f"{len(expected)} expected labels but {len(predicted)} predictions")

@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from shared.queue import TASK_FINALIZE, TASK_PLAN, TASK_RECONCILE, TASK_RUN_PART, TASK_TRAIN
+from shared.queue import TASK_FINALIZE, TASK_PLAN, TASK_RECONCILE, TASK_RUN_PART, TASK_TRAIN, TASK_WEBHOOK
 from shared.settings import get_settings
 from shared.storage import StorageError
 
@@ -61,6 +61,17 @@ def finalize_job(self: Any, job_id: str) -> str:
     try:
         return finalize(job_id, get_settings())
     except TRANSIENT as e:
+        raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
+
+
+@shared_task(name=TASK_WEBHOOK, bind=True, max_retries=10, **TASK_OPTIONS)
+def deliver_webhook(self: Any, delivery_id: str) -> str:
+    """One attempt at a job's webhook; its own retries are scheduled from the delivery row."""
+    from worker.webhooks import deliver
+
+    try:
+        return deliver(delivery_id, get_settings())
+    except OperationalError as e:
         raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
 
 

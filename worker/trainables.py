@@ -86,12 +86,20 @@ class Trainable(ABC):
 
 class TextTrainable(Trainable):
     def __init__(
-        self, family: str, labels: list[str], hp: dict[str, Any], base: Path | None, texts: list[str], resume: Path | None
+        self,
+        family: str,
+        labels: list[str],
+        hp: dict[str, Any],
+        base: Path | None,
+        texts: list[str],
+        resume: Path | None,
     ) -> None:
         super().__init__(labels)
         self.max_length = int(hp["max_length"])
         if resume is not None:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(resume), local_files_only=True, trust_remote_code=False)
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                str(resume), local_files_only=True, trust_remote_code=False
+            )
             self.model = _from_pretrained(AutoModelForSequenceClassification, resume, labels, new_head=False)
         elif family == SCRATCH_TEXT:
             self.tokenizer = learn_tokenizer(texts, SCRATCH_VOCAB_SIZE, self.max_length)
@@ -104,7 +112,9 @@ class TextTrainable(Trainable):
             self.model = TextCnnForSequenceClassification(config)
         else:
             assert base is not None
-            self.tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True, trust_remote_code=False)
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                str(base), local_files_only=True, trust_remote_code=False
+            )
             self.model = _from_pretrained(AutoModelForSequenceClassification, base, labels, new_head=True)
         limit = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         if limit:
@@ -142,13 +152,23 @@ class TextTrainable(Trainable):
 
 class ImageTrainable(Trainable):
     def __init__(
-        self, family: str, labels: list[str], hp: dict[str, Any], base: Path | None, architecture: str, resume: Path | None
+        self,
+        family: str,
+        labels: list[str],
+        hp: dict[str, Any],
+        base: Path | None,
+        architecture: str,
+        resume: Path | None,
     ) -> None:
         super().__init__(labels)
         folder = resume or base
         if folder is not None:
-            self.processor = AutoImageProcessor.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-            self.model = _from_pretrained(AutoModelForImageClassification, folder, labels, new_head=resume is None)
+            self.processor = AutoImageProcessor.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=False
+            )
+            self.model = _from_pretrained(
+                AutoModelForImageClassification, folder, labels, new_head=resume is None
+            )
         else:
             from transformers import ViTImageProcessor  # type: ignore[attr-defined]
 
@@ -158,7 +178,9 @@ class ImageTrainable(Trainable):
                 size={"height": size, "width": size}, image_mean=IMAGE_MEAN, image_std=IMAGE_MEAN
             )
             self.model = SmallCnnForImageClassification(
-                SmallCnnConfig(image_size=size, architecture_name=architecture, **preset, **_label_maps(labels))
+                SmallCnnConfig(
+                    image_size=size, architecture_name=architecture, **preset, **_label_maps(labels)
+                )
             )
 
     def encode(self, values: list[Any]) -> torch.Tensor:

@@ -83,7 +83,9 @@ def _load_context(lease: Lease, settings: Settings) -> TrainContext:
         if params.get("validation_file"):
             vf = session.get(File, params["validation_file"])
             if vf is None:
-                raise TrainingError("input_file_missing", "the validation file was deleted before the job ran")
+                raise TrainingError(
+                    "input_file_missing", "the validation file was deleted before the job ran"
+                )
             validation = (vf.storage_key, vf.format)
         family = str(params["family"])
         base = registry.for_job(session, job.model, job.model_version_id) if family in FINETUNE else None
@@ -139,7 +141,8 @@ def prepare_data(ctx: TrainContext, storage: Storage) -> Data:
     if not train.records:
         raise TrainingError(
             "no_valid_records",
-            f"the training file has no usable labelled record ({len(train.errors)} bad records; see the error file)",
+            f"the training file has no usable labelled record ({len(train.errors)} bad records; "
+            "see the error file)",
         )
     labels = sorted(set(train.labels))
     if len(labels) < 2:
@@ -151,11 +154,14 @@ def prepare_data(ctx: TrainContext, storage: Storage) -> Data:
     index = {label: i for i, label in enumerate(labels)}
     seed = int(ctx.hyperparameters["seed"])
     if ctx.validation is not None:
-        val: LabelledRecords = read_labelled_file(storage, ctx.validation[0], ctx.validation[1], ctx.task, ctx.tenant_id)
+        val: LabelledRecords = read_labelled_file(
+            storage, ctx.validation[0], ctx.validation[1], ctx.task, ctx.tenant_id
+        )
         known = [r for r in val.records if r.value[1] in index]
         if not known:
             raise TrainingError(
-                "no_valid_records", "the validation file has no usable record with a label of the training file"
+                "no_valid_records",
+                "the validation file has no usable record with a label of the training file",
             )
         dropped = len(val.records) - len(known)
         note = f"validation file: {len(known)} records" + (
@@ -224,7 +230,7 @@ def evaluate(
 
 
 class StopCheck:
-    """After every batch: has the heartbeat flagged a stop, or (checked twice a second) was the job cancelled?"""
+    """After every batch: did the heartbeat flag a stop, or (checked twice a second) was the job cancelled?"""
 
     def __init__(self, lease: Lease, progress: Progress, settings: Settings) -> None:
         self.lease = lease
@@ -262,7 +268,9 @@ def _event(settings: Settings, job_id: str, kind: str, message: str, data: dict[
         jobs.record_event(session, job_id, kind, message, data)
 
 
-def train(ctx: TrainContext, progress: Progress, storage: Storage, settings: Settings, workdir: Path) -> dict[str, Any]:
+def train(
+    ctx: TrainContext, progress: Progress, storage: Storage, settings: Settings, workdir: Path
+) -> dict[str, Any]:
     """Run the epochs (resuming after the last checkpoint), register the model; the job's final metrics."""
     hp = ctx.hyperparameters
     seed, epochs, batch_size = int(hp["seed"]), int(hp["epochs"]), int(hp["batch_size"])
@@ -290,7 +298,9 @@ def train(ctx: TrainContext, progress: Progress, storage: Storage, settings: Set
     model = trainable.model.to(device)
     train_enc = trainable.encode(data.train_values)
     val_enc = trainable.encode(data.val_values)
-    optimizer = torch.optim.AdamW(_param_groups(model, float(hp["weight_decay"])), lr=float(hp["learning_rate"]))
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, float(hp["weight_decay"])), lr=float(hp["learning_rate"])
+    )
     steps_per_epoch = math.ceil(len(data.train_labels) / batch_size)
     total_steps = steps_per_epoch * epochs
     warmup = int(total_steps * float(hp["warmup_ratio"]))
@@ -332,7 +342,9 @@ def train(ctx: TrainContext, progress: Progress, storage: Storage, settings: Set
     preds: list[int] = []
     for epoch in range(start_epoch, epochs):
         model.train()
-        order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed * 1009 + epoch))
+        order = torch.randperm(
+            len(data.train_labels), generator=torch.Generator().manual_seed(seed * 1009 + epoch)
+        )
         loss_sum, seen = 0.0, 0
         epoch_started = time.perf_counter()
         for b in range(steps_per_epoch):
@@ -347,7 +359,7 @@ def train(ctx: TrainContext, progress: Progress, storage: Storage, settings: Set
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            loss_sum += float(loss) * len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
             with progress.lock:
                 progress.completed = data.usable * (epoch * steps_per_epoch + b + 1) // total_steps
@@ -409,7 +421,9 @@ def train(ctx: TrainContext, progress: Progress, storage: Storage, settings: Set
     }
 
 
-def _finish(ctx: TrainContext, result: dict[str, Any], storage: Storage, settings: Settings, workdir: Path) -> str:
+def _finish(
+    ctx: TrainContext, result: dict[str, Any], storage: Storage, settings: Settings, workdir: Path
+) -> str:
     trainable: Trainable = result["trainable"]
     data: Data = result["data"]
     metrics: dict[str, Any] = result["metrics"]
@@ -509,5 +523,7 @@ def _on_error(ctx: TrainContext, settings: Settings, error: Exception) -> str:
     with session_scope(settings) as session:
         released = jobs.release_part(session, ctx.lease, f"attempt {ctx.attempts} failed: {message}")
     if released:
-        queue.try_send(queue.TASK_TRAIN, [ctx.lease.part_id], countdown=min(30, 2**ctx.attempts), settings=settings)
+        queue.try_send(
+            queue.TASK_TRAIN, [ctx.lease.part_id], countdown=min(30, 2**ctx.attempts), settings=settings
+        )
     return "released"

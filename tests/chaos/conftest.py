@@ -53,7 +53,7 @@ from sqlalchemy import select, update
 from api.app import create_app
 from shared.db import dispose_engines, session_scope
 from shared.migrate import upgrade
-from shared.models import Job, JobPart
+from shared.models import Job, JobEvent, JobPart
 from shared.settings import Settings
 from shared.storage import S3Storage, get_storage
 from shared.tenants import create_tenant_key
@@ -74,9 +74,7 @@ def _need(what: str, ok: bool) -> None:
     pytest.skip(f"{what} is missing; install it to run the chaos suite")
 
 
-def wait_until(
-    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
-) -> Any:
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll `condition` until it returns something truthy (returned); AssertionError after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -262,7 +260,7 @@ class MotoServer(Server):
 
     def command(self) -> list[str]:
         local = Path(sys.executable).parent / "moto_server"
-        binary = str(local) if local.exists() else (shutil.which("moto_server") or "moto_server")
+        binary = str(local) if local.exists() else (shutil.which("moto_server") or str(local))
         return [binary, "-H", "127.0.0.1", "-p", str(self.port)]
 
     def ready(self) -> bool:
@@ -364,8 +362,17 @@ def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     out = subprocess.run(
-        [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"]
-        + ["--encoding=UTF8", "--locale=C.UTF-8"],
+        [
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
         cwd=root,
         **_as_postgres_user(),
         capture_output=True,
@@ -398,7 +405,9 @@ class Servers:
         return self._start(PostgresServer(self.log_dir, self.pg_template))
 
     def moto(self) -> MotoServer:
-        return self._start(MotoServer(self.log_dir))
+        server = MotoServer(self.log_dir)
+        _need("moto_server (pip install 'moto[server]')", Path(server.command()[0]).exists())
+        return self._start(server)
 
     def proxy(self, target_port: int) -> TcpProxy:
         proxy = TcpProxy(target_port)
@@ -633,6 +642,18 @@ class Stack:
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.describe(self.part(part_id).job_id)}") from e
 
+    def events(self, job_id: str, kind: str) -> list[JobEvent]:
+        with session_scope(self.settings) as session:
+            return list(
+                session.execute(
+                    select(JobEvent)
+                    .where(JobEvent.job_id == job_id, JobEvent.kind == kind)
+                    .order_by(JobEvent.id)
+                )
+                .scalars()
+                .all()
+            )
+
     def set_job(self, job_id: str, **values: Any) -> None:
         with session_scope(self.settings) as session:
             session.execute(update(Job).where(Job.id == job_id).values(**values))
@@ -761,21 +782,30 @@ def chaos_report(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]
 
 
 def render_summary(report: ChaosReport) -> str:
+    """The numbers of a run as Markdown: one row per test that ran jobs, then the totals."""
     t = report.totals()
     seconds = sum(float(r.get("seconds", 0)) for r in report.rows.values())
-    return (
-        f"Last run: {len(report.rows)} chaos tests, {t['faults']} faults injected, {t['jobs']} jobs, "
-        f"{t['records']} records; {t['lost']} lost, {t['duplicated']} duplicated "
-        f"({seconds:.0f} s of tests)."
+    lines = [
+        "| test | faults injected | jobs | records | lost | duplicated | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in report.rows.items():
+        if r.get("jobs"):
+            lines.append(
+                f"| `{name}` | {r['faults']} | {r['jobs']} | {r['records']} | {r['lost']} "
+                f"| {r['duplicated']} | {r.get('seconds', 0):.0f} |"
+            )
+    lines.append(
+        f"| **total** | **{t['faults']}** | **{t['jobs']}** | **{t['records']}** | **{t['lost']}** "
+        f"| **{t['duplicated']}** | **{seconds:.0f}** |"
     )
+    return "\n".join(lines)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
     if not _REPORT.rows:
         return
     terminalreporter.write_sep("-", "chaos summary")
-    for name, row in _REPORT.rows.items():
-        terminalreporter.write_line(f"{name}: {row}")
     summary = render_summary(_REPORT)
     terminalreporter.write_line(summary)
     if os.environ.get("INFERQ_CHAOS_README") == "1" and exitstatus == 0:

@@ -10,7 +10,7 @@ import redis
 from tests.chaos.checks import check_job
 from tests.chaos.conftest import Stack, wait_until
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 
 def _queued_messages(url: str, queue: str) -> int:

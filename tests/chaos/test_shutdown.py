@@ -11,7 +11,7 @@ import pytest
 from tests.chaos.checks import check_job
 from tests.chaos.conftest import Stack, parent_of
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 LEASE = 30  # long, so that "at once" and "when the lease lapsed" cannot be confused
 AT_ONCE = 8

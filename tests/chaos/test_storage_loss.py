@@ -16,7 +16,7 @@ import pytest
 from tests.chaos.checks import check_job
 from tests.chaos.conftest import Servers, Stack, wait_until
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 OUTAGE_LOG_SIGN = "S3 unreachable"
 
@@ -24,8 +24,9 @@ OUTAGE_LOG_SIGN = "S3 unreachable"
 def test_s3_endpoint_down_mid_job_parts_retry_and_nothing_is_lost(
     make_stack: Callable[..., Stack], servers: Servers, chaos_report: Callable[..., None]
 ) -> None:
-    # given: two workers that reach S3 through a relay, and a job under way
-    stack = make_stack()
+    # given: two workers that reach S3 through a relay and give a part one attempt only (an outage must
+    # not count as a failed attempt), and a job under way
+    stack = make_stack(INFERQ_MAX_PART_ATTEMPTS="1")
     relay = servers.proxy(stack.moto.port)
     stack.start_worker("w1", INFERQ_S3_ENDPOINT_URL=relay.url)
     stack.start_worker("w2", beat=False, INFERQ_S3_ENDPOINT_URL=relay.url)
@@ -48,3 +49,6 @@ def test_s3_endpoint_down_mid_job_parts_retry_and_nothing_is_lost(
     # then: the parts that failed were retried and every record is in the output once
     stack.wait_job(job.job_id)
     check_job(stack, job, chaos_report, faults=1)
+    # and: at least one part met the outage mid-attempt and was handed back without counting it
+    released = [e.message or "" for e in stack.events(job.job_id, "part_released")]
+    assert any("StorageUnavailable" in m for m in released), released

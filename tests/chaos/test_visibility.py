@@ -25,7 +25,7 @@ def test_a_time_limit_not_below_the_visibility_timeout_is_refused(time_limit: st
     env = {"INFERQ_TASK_TIME_LIMIT": time_limit, "INFERQ_VISIBILITY_TIMEOUT": visibility}
 
     # when / then: the settings refuse to load, naming both variables
-    with pytest.raises(SettingsError, match="INFERQ_TASK_TIME_LIMIT.*INFERQ_VISIBILITY_TIMEOUT"):
+    with pytest.raises(SettingsError, match=r"INFERQ_TASK_TIME_LIMIT.*INFERQ_VISIBILITY_TIMEOUT"):
         Settings.from_env(env)
 
 
@@ -49,7 +49,7 @@ def test_the_celery_limits_sit_below_the_visibility_timeout(time_limit: int) -> 
     assert soft >= hard * 0.9
 
 
-def _unacked_run_part(client: "redis.Redis[bytes]", part_id: str) -> tuple[str, float] | None:
+def _unacked_run_part(client: redis.Redis, part_id: str) -> tuple[str, float] | None:
     """The task id and delivery time of the unacknowledged run_part message for `part_id`, if any."""
     for tag, raw in client.hgetall("unacked").items():
         message: dict[str, Any] = json.loads(raw)[0]
@@ -60,6 +60,7 @@ def _unacked_run_part(client: "redis.Redis[bytes]", part_id: str) -> tuple[str, 
     return None
 
 
+@pytest.mark.slow
 def test_a_redelivered_copy_cannot_commit_while_the_first_worker_holds_the_lease(
     make_stack: Callable[..., Stack], chaos_report: Callable[..., None]
 ) -> None:
@@ -72,7 +73,7 @@ def test_a_redelivered_copy_cannot_commit_while_the_first_worker_holds_the_lease
     part = stack.wait_running_part(job.job_id, owner=lambda pid: parent_of(pid) == w1)
     stack.procs.signal_group("w1", signal.SIGSTOP)
     stack.procs.expected_dead.discard(w1)
-    client: redis.Redis[bytes] = redis.Redis.from_url(stack.redis.url)
+    client = redis.Redis.from_url(stack.redis.url)
     try:
         task_id, delivered = wait_until(lambda: _unacked_run_part(client, part.id), 10, "the unacked message")
         visibility = 11

@@ -10,10 +10,10 @@ import pytest
 
 from shared.states import TERMINAL
 from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, owner_pid, parent_of, pid_alive, wait_until
+from tests.chaos.conftest import Stack, owner_pid, parent_of, wait_until
 from tests.chaos.faults import kill_mid_part
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 TERMINAL_NAMES = {s.value for s in TERMINAL}
 

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 POSITIVE = ["good", "great", "love", "excellent", "fun", "happy", "loved", "fine"]
@@ -24,7 +25,9 @@ def sentiment_rows(n: int, seed: int = 0, labels: tuple[str, str] = ("pos", "neg
     return rows
 
 
-def write_jsonl(path: Path, rows: list[dict[str, object]], extra_lines: list[str] | None = None) -> Path:
+def write_jsonl(
+    path: Path, rows: Sequence[Mapping[str, object]], extra_lines: list[str] | None = None
+) -> Path:
     lines = [json.dumps(r, ensure_ascii=False) for r in rows] + list(extra_lines or [])
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -50,7 +53,9 @@ def stripe_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
         label = "h" if i % 2 == 0 else "v"
         pixels = [
             [
-                min(255, max(0, (230 if ((r if label == "h" else c) % 2 == 0) else 20) + rng.randint(-20, 20)))
+                min(
+                    255, max(0, (230 if ((r if label == "h" else c) % 2 == 0) else 20) + rng.randint(-20, 20))
+                )
                 for c in range(8)
             ]
             for r in range(8)

@@ -45,3 +45,49 @@ def make_tiny_text_classifier(path: Path, labels: list[str], *, seed: int = 0) -
     if not (path / "model.safetensors").is_file():
         raise RuntimeError(f"save_pretrained wrote no model.safetensors in {path}")
     return path
+
+
+def make_tiny_image_classifier(path: Path, labels: list[str], kind: str = "vit", *, seed: int = 0) -> Path:
+    """A tiny random-weight ViT or ResNet image classifier (16x16 inputs) with its image processor."""
+    from transformers import (  # type: ignore[attr-defined]
+        ResNetConfig,
+        ResNetForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessor,
+    )
+
+    path.mkdir(parents=True, exist_ok=True)
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in enumerate(labels)}
+    torch.manual_seed(seed)
+    model: torch.nn.Module
+    if kind == "vit":
+        model = ViTForImageClassification(
+            ViTConfig(
+                image_size=16,
+                patch_size=4,
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=32,
+                id2label=id2label,
+                label2id=label2id,
+            )
+        )
+    else:
+        model = ResNetForImageClassification(
+            ResNetConfig(
+                embedding_size=8,
+                hidden_sizes=[8, 16],
+                depths=[1, 1],
+                layer_type="basic",
+                id2label=id2label,
+                label2id=label2id,
+            )
+        )
+    model.eval().save_pretrained(path)  # type: ignore[operator]
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(path)
+    if not (path / "model.safetensors").is_file():
+        raise RuntimeError(f"save_pretrained wrote no model.safetensors in {path}")
+    return path

@@ -92,7 +92,9 @@ def submit(client: FlaskClient, headers: dict[str, str], **body: Any) -> dict[st
     return dict(r.get_json())
 
 
-def wait_terminal(client: FlaskClient, headers: dict[str, str], job_id: str, timeout: float = 180) -> dict[str, Any]:
+def wait_terminal(
+    client: FlaskClient, headers: dict[str, str], job_id: str, timeout: float = 180
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -113,7 +115,9 @@ def test_train_job_fine_tunes_registers_and_predicts(
     client, headers = http
     # given: 80 labelled sentences and 2 bad lines
     path = write_jsonl(
-        tmp_path / "train.jsonl", sentiment_rows(80), ['{"text": "no label here"}', '{"text": 5, "label": "pos"}']
+        tmp_path / "train.jsonl",
+        sentiment_rows(80),
+        ['{"text": "no label here"}', '{"text": 5, "label": "pos"}'],
     )
     training = upload(client, headers, path)
     # when: a 2-epoch train job fine-tunes the tiny base
@@ -142,7 +146,9 @@ def test_train_job_fine_tunes_registers_and_predicts(
     assert metrics["confusion_matrix"]["labels"] == ["neg", "pos"]
     epochs = [e for e in events_of(client, headers, job["id"]) if e["kind"] == "epoch"]
     assert [e["data"]["epoch"] for e in epochs] == [1, 2]
-    errors = [json.loads(x) for x in client.get(f"/v1/jobs/{job['id']}/errors", headers=headers).data.splitlines()]
+    errors = [
+        json.loads(x) for x in client.get(f"/v1/jobs/{job['id']}/errors", headers=headers).data.splitlines()
+    ]
     assert [(e["line"], e["error"]["code"]) for e in errors] == [(81, "missing_field"), (82, "invalid_type")]
     # and the registry shows the version with its provenance
     model = client.get("/v1/models/sentiment", headers=headers).get_json()
@@ -152,7 +158,9 @@ def test_train_job_fine_tunes_registers_and_predicts(
     assert version["metrics"]["accuracy"] == metrics["accuracy"]
     assert version["hyperparameters"]["epochs"] == 2 and len(version["weights_sha256"]) == 64
     # and a predict job runs on the new model by its bare name
-    inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "great movie"}, {"id": "b", "text": "awful"}])
+    inputs = write_jsonl(
+        tmp_path / "in.jsonl", [{"id": "a", "text": "great movie"}, {"id": "b", "text": "awful"}]
+    )
     predict = submit(
         client,
         headers,
@@ -163,7 +171,10 @@ def test_train_job_fine_tunes_registers_and_predicts(
     )
     assert predict["model"] == "sentiment:1"
     assert wait_terminal(client, headers, predict["id"])["status"] == "succeeded"
-    rows = [json.loads(x) for x in client.get(f"/v1/jobs/{predict['id']}/results", headers=headers).data.splitlines()]
+    rows = [
+        json.loads(x)
+        for x in client.get(f"/v1/jobs/{predict['id']}/results", headers=headers).data.splitlines()
+    ]
     assert [r["id"] for r in rows] == ["a", "b"] and all(r["label"] in ("pos", "neg") for r in rows)
 
 
@@ -200,7 +211,7 @@ def test_from_scratch_is_deterministic_given_the_seed(
     rows = sentiment_rows(60) + [
         {"text": t, "label": label}
         for i in range(20)
-        for t, label in (("这部电影非常好看，我很喜欢", "pos"), ("质量太差了，非常失望", "neg"))
+        for t, label in (("这部电影非常好看 我很喜欢", "pos"), ("质量太差了 非常失望", "neg"))
         if i % 2 == (0 if label == "pos" else 1)
     ]
     training = upload(client, headers, write_jsonl(tmp_path / "zh.jsonl", rows))
@@ -220,5 +231,39 @@ def test_from_scratch_is_deterministic_given_the_seed(
     assert first["model"] is None and first["params"]["family"] == "scratch-text"
     assert first["metrics"]["history"][-1]["train_loss"] == second["metrics"]["history"][-1]["train_loss"]
     with session_scope(worker_settings) as session:
-        shas = session.execute(select(ModelVersion.weights_sha256).order_by(ModelVersion.version)).scalars().all()
+        shas = (
+            session.execute(select(ModelVersion.weights_sha256).order_by(ModelVersion.version))
+            .scalars()
+            .all()
+        )
     assert len(shas) == 2 and shas[0] == shas[1]
+
+
+def test_cancel_stops_training_within_a_batch(
+    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, tmp_path: Path
+) -> None:
+    client, headers = http
+    # given: a long training job that has finished an epoch
+    training = upload(client, headers, write_jsonl(tmp_path / "t.jsonl", sentiment_rows(400)))
+    job = submit(
+        client,
+        headers,
+        type="train",
+        task="text-classification",
+        base_model=None,
+        training_file=training,
+        model_name="long",
+        hyperparameters={"epochs": 100, "batch_size": 4},
+    )
+    deadline = time.monotonic() + 60
+    while not any(e["kind"] == "epoch" for e in events_of(client, headers, job["id"])):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # when
+    asked = time.monotonic()
+    assert client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers).status_code == 202
+    done = wait_terminal(client, headers, job["id"], timeout=30)
+    # then: it stopped quickly, without a model
+    assert done["status"] == "cancelled" and done["result_model"] is None
+    assert time.monotonic() - asked < 10
+    assert client.get("/v1/models/long", headers=headers).status_code == 404

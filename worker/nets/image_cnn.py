@@ -13,7 +13,10 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
 
-PRESETS: dict[str, dict[str, Any]] = {"cnn-small": {"width": 32, "blocks": 3}, "cnn-base": {"width": 64, "blocks": 3}}
+PRESETS: dict[str, dict[str, Any]] = {
+    "cnn-small": {"width": 32, "blocks": 3},
+    "cnn-base": {"width": 64, "blocks": 3},
+}
 
 
 class SmallCnnConfig(PretrainedConfig):
@@ -62,7 +65,7 @@ class SmallCnnForImageClassification(PreTrainedModel):
             cin = cout
         self.stages = nn.ModuleList(stages)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(cin, config.num_labels)
+        self.classifier = nn.Linear(cin, int(config.num_labels or 2))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:

@@ -34,7 +34,8 @@ class TextCnnConfig(PretrainedConfig):
         self.kernel_sizes = list(kernel_sizes)
         self.dropout = dropout
         self.max_position_embeddings = max_position_embeddings
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        kwargs["pad_token_id"] = pad_token_id
+        super().__init__(**kwargs)
 
 
 class TextCnnForSequenceClassification(PreTrainedModel):
@@ -44,12 +45,14 @@ class TextCnnForSequenceClassification(PreTrainedModel):
 
     def __init__(self, config: TextCnnConfig) -> None:
         super().__init__(config)
-        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.embeddings = nn.Embedding(
+            config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
+        )
         self.convs = nn.ModuleList(
             nn.Conv1d(config.embedding_size, config.filters, k, padding=k - 1) for k in config.kernel_sizes
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(2 * config.filters * len(config.kernel_sizes), config.num_labels)
+        self.classifier = nn.Linear(2 * config.filters * len(config.kernel_sizes), int(config.num_labels or 2))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:

@@ -21,7 +21,9 @@ MIN_WORD_COUNT = 2
 
 
 def learn_vocab(texts: Sequence[str], vocab_size: int) -> list[str]:
-    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
     pre = pre_tokenizers.BertPreTokenizer()
     words: Counter[str] = Counter()
     for text in texts:
@@ -41,9 +43,13 @@ def learn_vocab(texts: Sequence[str], vocab_size: int) -> list[str]:
 def learn_tokenizer(texts: Sequence[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
     vocab = learn_vocab(texts, vocab_size)
     tok = Tokenizer(
-        models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token=SPECIAL["unk_token"], max_input_chars_per_word=100)
+        models.WordPiece(
+            {t: i for i, t in enumerate(vocab)}, unk_token=SPECIAL["unk_token"], max_input_chars_per_word=100
+        )
     )
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, **SPECIAL)

@@ -8,13 +8,16 @@ from typing import Any
 import torch
 
 from shared.errors import InvalidRequest
+from worker import nets
 from worker.predictors.base import Predictor, Prepared
 from worker.predictors.embedding import EmbeddingPredictor
+from worker.predictors.image_classification import ImageClassificationPredictor
 from worker.predictors.text_classification import TextClassificationPredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
     EmbeddingPredictor.task: EmbeddingPredictor,
     TextClassificationPredictor.task: TextClassificationPredictor,
+    ImageClassificationPredictor.task: ImageClassificationPredictor,
 }
 
 
@@ -27,6 +30,7 @@ def load_predictor(task: str, model_dir: Path, device: torch.device, config: dic
             field="task",
             code="unsupported_task",
         )
+    nets.register()  # the project's own architectures load through the Auto classes, without remote code
     return cls(model_dir, device, config)
 
 

@@ -1,0 +1,71 @@
+"""Image classification: an image processor (resize, rescale, normalize), a classification head,
+softmax over its labels, the top_k of them.
+
+Any Hugging Face image-classification folder with safetensors weights (ResNet, ViT, …) loads through
+`AutoModelForImageClassification` + `AutoImageProcessor`; the project's own CNN (`worker.nets`) is
+registered with those Auto classes first. Inputs are decoded RGB images (`worker.images`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from shared.errors import InvalidRequest
+from shared.tasks import IMAGE_CLASSIFICATION
+from worker import nets
+from worker.predictors.base import Predictor, Prepared, int_param
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256
+
+
+class ImageClassificationPredictor(Predictor):
+    task = IMAGE_CLASSIFICATION
+
+    def __init__(self, model_dir: Path, device: torch.device, config: dict[str, Any]) -> None:
+        super().__init__(model_dir, device, config)
+        nets.register()
+        self.processor = AutoImageProcessor.from_pretrained(
+            str(model_dir), local_files_only=True, trust_remote_code=False
+        )
+        self.model = AutoModelForImageClassification.from_pretrained(
+            str(model_dir),
+            use_safetensors=True,
+            trust_remote_code=False,
+            local_files_only=True,
+            dtype=torch.float32,
+        )
+        self.model.to(device).eval()
+        id2label = self.model.config.id2label or {}
+        if not id2label:
+            raise InvalidRequest(f"{model_dir}/config.json has no id2label: not a classification model")
+        self.labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+
+    def preprocess(self, values: list[Any], params: dict[str, Any]) -> Prepared:
+        pixels: list[torch.Tensor] = []
+        for i in range(0, len(values), CHUNK):
+            batch = self.processor(values[i : i + CHUNK], return_tensors="pt")["pixel_values"]
+            pixels.extend(batch)
+        return Prepared(lengths=[1] * len(values), features={"pixel_values": pixels})
+
+    def collate(self, prepared: Prepared, indices: list[int]) -> dict[str, torch.Tensor]:
+        stacked = torch.stack([prepared.features["pixel_values"][i] for i in indices])
+        return {"pixel_values": stacked.to(self.device, non_blocking=True)}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.softmax(self.model(**batch).logits.float(), dim=-1)
+
+    def postprocess(self, output: torch.Tensor, params: dict[str, Any]) -> list[dict[str, Any]]:
+        top_k = min(int_param(params, "top_k") or len(self.labels), len(self.labels))
+        probs, ids = output.float().topk(top_k, dim=-1)
+        results: list[dict[str, Any]] = []
+        for row_probs, row_ids in zip(probs.cpu().tolist(), ids.cpu().tolist(), strict=True):
+            scores = {self.labels[i]: p for i, p in zip(row_ids, row_probs, strict=True)}
+            results.append({"label": self.labels[row_ids[0]], "score": row_probs[0], "scores": scores})
+        return results
