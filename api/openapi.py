@@ -273,7 +273,10 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["type", "task", "model", "input_file"],
         "description": (
             "Validated whole before anything is created. Unknown fields, and fields the server sets "
-            "(id, status, …), are 400. type train and evaluate answer 400 unsupported_job_type for now."
+            "(id, status, …), are 400. This schema shows a predict body; train bodies take task, base_model "
+            "(omitted: the task's default; null: from scratch), training_file, validation_file, "
+            "model_name and "
+            "hyperparameters; evaluate bodies take task, model and a labelled input_file."
         ),
         "properties": {
             "type": {"const": "predict"},

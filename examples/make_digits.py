@@ -38,7 +38,11 @@ def main() -> None:
     for name, idx in (("digits-train.jsonl", order[:cut]), ("digits-test.jsonl", order[cut:])):
         with (DATA / name).open("w", encoding="utf-8") as f:
             for i in idx:
-                row = {"id": f"digit-{i}", "image": png(digits.images[i].tolist()), "label": str(digits.target[i])}
+                row = {
+                    "id": f"digit-{i}",
+                    "image": png(digits.images[i].tolist()),
+                    "label": str(digits.target[i]),
+                }
                 f.write(json.dumps(row) + "\n")
         print(f"wrote {DATA / name} ({len(idx)} images)")
 

@@ -13,8 +13,8 @@ import pytest
 from shared import queue
 from shared.models import utcnow
 from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, parent_of, wait_until
-from tests.chaos.faults import owner_pid
+from tests.chaos.conftest import Stack, wait_until
+from tests.chaos.faults import freeze_mid_part
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -28,10 +28,7 @@ def test_a_job_past_its_window_expires_keeping_its_finished_parts(
     stack.start_worker("w1", queues="inference", beat=False)
     job = stack.submit(200)
     wait_until(lambda: stack.job(job.job_id).parts_done >= 2, 120, "two parts to finish")
-    w1 = stack.main_pid("w1")
-    frozen = stack.wait_running_part(job.job_id, owner=lambda pid: parent_of(pid) == w1)
-    child = owner_pid(frozen)
-    os.kill(child, signal.SIGSTOP)
+    frozen, child = freeze_mid_part(stack, job.job_id, "w1")
     try:
         # when: its completion window passes (the API's shortest window is a minute: set it in SQL)
         stack.set_job(job.job_id, expires_at=utcnow() - timedelta(seconds=1))

@@ -46,3 +46,8 @@ def test_sigterm_mid_part_finishes_or_hands_the_part_back_at_once(
     check_job(stack, job, chaos_report, faults=1)
     # and: a shutdown is not the part's fault: the interrupted attempt did not count
     assert stack.part(part.id).attempts == 1
+    released = [e for e in stack.events(job.job_id, "part_released") if e.data.get("part_id") == part.id]
+    if target == "group":  # the pool child got SIGTERM too: it handed the part back
+        assert released and "shutting down" in (released[0].message or "")
+    else:  # warm shutdown: the child finished the part before the worker exited
+        assert not released and stack.part(part.id).lease_owner == part.lease_owner

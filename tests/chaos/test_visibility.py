@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -14,7 +15,8 @@ import redis
 from shared.queue import celery_config
 from shared.settings import Settings, SettingsError
 from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, parent_of, wait_until
+from tests.chaos.conftest import Stack, wait_until
+from tests.chaos.faults import freeze_mid_part
 
 pytestmark = pytest.mark.chaos
 
@@ -69,10 +71,7 @@ def test_a_redelivered_copy_cannot_commit_while_the_first_worker_holds_the_lease
     stack = make_stack(INFERQ_LEASE_SECONDS="60")
     stack.start_worker("w1")
     job = stack.submit(200)
-    w1 = stack.main_pid("w1")
-    part = stack.wait_running_part(job.job_id, owner=lambda pid: parent_of(pid) == w1)
-    stack.procs.signal_group("w1", signal.SIGSTOP)
-    stack.procs.expected_dead.discard(w1)
+    part, _ = freeze_mid_part(stack, job.job_id, "w1", group=True)
     client = redis.Redis.from_url(stack.redis.url)
     try:
         task_id, delivered = wait_until(lambda: _unacked_run_part(client, part.id), 10, "the unacked message")
@@ -90,8 +89,7 @@ def test_a_redelivered_copy_cannot_commit_while_the_first_worker_holds_the_lease
         held = stack.part(part.id)
         assert (held.status, held.lease_token, held.attempts) == ("running", 1, 1)
     finally:
-        stack.procs.signal_group("w1", signal.SIGCONT)
-        stack.procs.expected_dead.discard(w1)
+        os.killpg(stack.main_pid("w1"), signal.SIGCONT)
         client.close()
     # and: w1 wakes up, still holds its lease, and commits the part itself
     done = stack.wait_part(part.id, {"done"}, timeout=60)

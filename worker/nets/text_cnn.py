@@ -52,7 +52,9 @@ class TextCnnForSequenceClassification(PreTrainedModel):
             nn.Conv1d(config.embedding_size, config.filters, k, padding=k - 1) for k in config.kernel_sizes
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(2 * config.filters * len(config.kernel_sizes), int(config.num_labels or 2))
+        self.classifier = nn.Linear(
+            2 * config.filters * len(config.kernel_sizes), int(config.num_labels or 2)
+        )
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
