@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.inferq-installed
 
-.PHONY: install demo test lint unit integration e2e chaos clean
+.PHONY: install demo demo-train test lint unit integration e2e chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# Train → evaluate → predict: the digits CNN and a Chinese text classifier from scratch (a few minutes).
+demo-train: $(STAMP)
+	$(BIN)/python examples/demo_train.py
 
 # The slow chaos tests (real servers killed and restarted, ~4 min on 2 cores) run in `make chaos`.
 test: $(STAMP)

@@ -10,7 +10,7 @@ from flask.json.provider import DefaultJSONProvider
 from api.context import SETTINGS_KEY
 from api.errors import register_error_handlers
 from api.metrics import AppMetrics
-from api.routes import batches, embeddings, files, jobs, models, ops, webhooks
+from api.routes import batches, embeddings, files, jobs, models, ops, ui, webhooks
 from shared.settings import MIB, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.strict_slashes = False
     register_error_handlers(app)
     AppMetrics(settings).install(app)
-    for blueprint in (files.bp, jobs.bp, models.bp, ops.bp, batches.bp, embeddings.bp, webhooks.bp):
+    for blueprint in (files.bp, jobs.bp, models.bp, ops.bp, batches.bp, embeddings.bp, webhooks.bp, ui.bp):
         app.register_blueprint(blueprint)
     return app

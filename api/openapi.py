@@ -882,6 +882,36 @@ def _paths() -> dict[str, Any]:
                 auth=False,
             ),
         },
+        "/ui": {
+            "get": _op(
+                "The dashboard",
+                {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                tag="operations",
+                description=(
+                    "A page that asks for an API key and shows the tenant's jobs from the `/v1` endpoints: "
+                    "live progress, rate, ETA, events, throughput, downloads and cancel."
+                ),
+                auth=False,
+            ),
+        },
+        "/ui/static/{filename}": {
+            "get": _op(
+                "The dashboard's script and stylesheet",
+                {
+                    "200": {
+                        "description": "the file",
+                        "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "404": _error("no such file"),
+                },
+                tag="operations",
+                parameters=[_path_param("filename", "ui.js or ui.css")],
+                auth=False,
+            ),
+        },
     }
 
 
@@ -905,7 +935,10 @@ def _document_json() -> str:
             {"name": "models", "description": "Built-in and trained models"},
             {"name": "openai", "description": "OpenAI-compatible batches and embeddings"},
             {"name": "webhooks", "description": "Signed POSTs of a job's object when it ends"},
-            {"name": "operations", "description": "Health, readiness, metrics (no auth)"},
+            {
+                "name": "operations",
+                "description": "Health, readiness, metrics, docs and the dashboard (no auth)",
+            },
         ],
         "paths": _paths(),
         "components": {

@@ -86,7 +86,8 @@ def tail(path: Path, lines: int = 60) -> str:
 
 def start_server(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "shared.cli", "up", "--port", str(port), "--workers", "1"]
-    say(f"$ inferq up --port {port} --workers 1   (INFERQ_DATA_DIR={DATA_DIR}, output in {log_path})")
+    data_dir = env.get("INFERQ_DATA_DIR", DATA_DIR)
+    say(f"$ inferq up --port {port} --workers 1   (INFERQ_DATA_DIR={data_dir}, output in {log_path})")
     with log_path.open("wb") as log:
         # Its own session: a Ctrl-C in this terminal reaches the demo, which then stops it in order.
         return subprocess.Popen(

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from shared import jobs, keys, queue, registry
 from shared.db import session_scope
@@ -114,31 +115,31 @@ class PartContext:
     formatter: Formatter  # what this job kind reads and writes
 
 
-def _load_context(lease: Lease, settings: Settings) -> PartContext:
-    with session_scope(settings) as session:
-        part = session.get(JobPart, lease.part_id)
-        job = session.get(Job, lease.job_id)
-        assert part is not None and job is not None
-        file = session.get(File, job.input_file_id) if job.input_file_id else None
-        if file is None:
-            raise FileNotFoundError(f"input file {job.input_file_id} of job {job.id} is gone")
-        model = registry.for_job(session, job.model, job.model_version_id)
-        return PartContext(
-            lease=lease,
-            tenant_id=job.tenant_id,
-            job={"id": job.id, "task": job.task, "params": dict(job.params or {})},
-            part_index=part.index,
-            byte_start=part.byte_start,
-            byte_end=part.byte_end,
-            first_line=part.first_line,
-            first_record=part.first_record,
-            records=part.records,
-            attempts=part.attempts,
-            file_key=file.storage_key,
-            file_format=file.format,
-            model=model,
-            formatter=formatter_for(job, model, settings),
-        )
+def _load_context(session: Session, lease: Lease, settings: Settings) -> PartContext:
+    session.expire_all()  # read the part as the claim left it
+    part = session.get(JobPart, lease.part_id)
+    job = session.get(Job, lease.job_id)
+    assert part is not None and job is not None
+    file = session.get(File, job.input_file_id) if job.input_file_id else None
+    if file is None:
+        raise FileNotFoundError(f"input file {job.input_file_id} of job {job.id} is gone")
+    model = registry.for_job(session, job.model, job.model_version_id)
+    return PartContext(
+        lease=lease,
+        tenant_id=job.tenant_id,
+        job={"id": job.id, "task": job.task, "params": dict(job.params or {})},
+        part_index=part.index,
+        byte_start=part.byte_start,
+        byte_end=part.byte_end,
+        first_line=part.first_line,
+        first_record=part.first_record,
+        records=part.records,
+        attempts=part.attempts,
+        file_key=file.storage_key,
+        file_format=file.format,
+        model=model,
+        formatter=formatter_for(job, model, settings),
+    )
 
 
 def _read_records(ctx: PartContext, storage: Storage) -> tuple[list[Record], list[RecordError]]:
@@ -170,11 +171,13 @@ def _write_objects(
 def run_part(part_id: str, settings: Settings) -> str:
     """Returns what happened: done, failed, skipped (not claimable), lost (lease lost), released."""
     owner = worker_name()
+    # Claim and read in one transaction: if the database fails in between, the claim never happened
+    # (rather than an attempt counted and a lease held by a worker that is not running the part).
     with session_scope(settings) as session:
         lease = jobs.claim_part(session, part_id, owner, settings.lease_seconds)
-    if lease is None:
+        ctx = _load_context(session, lease, settings) if lease is not None else None
+    if lease is None or ctx is None:
         return "skipped"
-    ctx = _load_context(lease, settings)
     storage = get_storage(settings)
     out_key = keys.part_output_key(ctx.tenant_id, ctx.job["id"], ctx.part_index)
     err_key = keys.part_error_key(ctx.tenant_id, ctx.job["id"], ctx.part_index)

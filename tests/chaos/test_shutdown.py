@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, parent_of
+from tests.chaos.conftest import Stack, parent_of, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -27,6 +27,13 @@ def test_sigterm_mid_part_finishes_or_hands_the_part_back_at_once(
     job = stack.submit(200)
     main = stack.main_pid("w1")
     part = stack.wait_running_part(job.job_id, owner=lambda pid: parent_of(pid) == main)
+    # (after its first heartbeat: the worker is working on the part, not still committing the claim)
+    wait_until(
+        lambda: (p := stack.part(part.id)).status != "running" or p.lease_expires_at != part.lease_expires_at,
+        10,
+        "the part's first heartbeat",
+    )
+    assert stack.part(part.id).status == "running", "the part finished before its first heartbeat"
 
     # when: SIGTERM goes to the worker's main process (`kill PID`, Docker) or to its whole process
     # group (systemd's default KillMode, Ctrl-C in a terminal)

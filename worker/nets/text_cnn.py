@@ -1,6 +1,11 @@
 """A small text classifier trained from scratch: token embeddings, parallel convolutions over 1..3-token
 windows, max- and mean-pooling, and a linear head (a TextCNN, Kim 2014), with a tokenizer learned from
 the training file. Reads any language the tokenizer was trained on, CJK included (one token a character).
+
+With `ngram_buckets > 0` it also averages embeddings of hashed token n-grams (`ngram_orders`, 2 and 3 by
+default: character bigrams and trigrams of Chinese text, word pairs elsewhere), the fastText bag of
+n-grams, next to the convolution features. The hash is computed from the token ids inside the model, so
+the tokenizer and the predict path are unchanged. Configs without these keys load as before (off).
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+# n-gram hashing: a polynomial over the token ids, modulo a prime that keeps products inside int64.
+HASH_MULTIPLIER = 1_000_003
+HASH_MODULUS = 2_147_483_647
 
 
 class TextCnnConfig(PretrainedConfig):
@@ -26,6 +35,8 @@ class TextCnnConfig(PretrainedConfig):
         dropout: float = 0.3,
         max_position_embeddings: int = 256,
         pad_token_id: int = 0,
+        ngram_buckets: int = 0,
+        ngram_orders: tuple[int, ...] | list[int] = (2, 3),
         **kwargs: Any,
     ) -> None:
         self.vocab_size = vocab_size
@@ -34,6 +45,8 @@ class TextCnnConfig(PretrainedConfig):
         self.kernel_sizes = list(kernel_sizes)
         self.dropout = dropout
         self.max_position_embeddings = max_position_embeddings
+        self.ngram_buckets = ngram_buckets
+        self.ngram_orders = list(ngram_orders)
         kwargs["pad_token_id"] = pad_token_id
         super().__init__(**kwargs)
 
@@ -52,9 +65,12 @@ class TextCnnForSequenceClassification(PreTrainedModel):
             nn.Conv1d(config.embedding_size, config.filters, k, padding=k - 1) for k in config.kernel_sizes
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(
-            2 * config.filters * len(config.kernel_sizes), int(config.num_labels or 2)
-        )
+        features = 2 * config.filters * len(config.kernel_sizes)
+        self.ngrams: nn.EmbeddingBag | None = None
+        if config.ngram_buckets > 0:
+            self.ngrams = nn.EmbeddingBag(config.ngram_buckets, config.embedding_size, mode="sum")
+            features += config.embedding_size
+        self.classifier = nn.Linear(features, int(config.num_labels or 2))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -63,6 +79,8 @@ class TextCnnForSequenceClassification(PreTrainedModel):
             if module.padding_idx is not None:
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.EmbeddingBag):
+            nn.init.normal_(module.weight, std=0.1)
         elif isinstance(module, (nn.Linear, nn.Conv1d)):
             nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
             if module.bias is not None:
@@ -85,6 +103,35 @@ class TextCnnForSequenceClassification(PreTrainedModel):
             mask = attention_mask[:, None, :].to(h.dtype)
             pooled.append(h.masked_fill(mask == 0, -1e4).max(dim=2).values)
             pooled.append((h * mask).sum(dim=2) / mask.sum(dim=2).clamp(min=1.0))
+        if self.ngrams is not None:
+            pooled.append(self._ngram_features(input_ids, attention_mask))
         logits = self.classifier(self.dropout(torch.cat(pooled, dim=1)))
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def _ngram_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean of the embeddings of every hashed n-gram of real tokens (zeros for a text without any)."""
+        assert self.ngrams is not None
+        buckets = int(self.config.ngram_buckets)
+        ids = input_ids.long()
+        mask = attention_mask.bool()
+        keys: list[torch.Tensor] = []
+        valid: list[torch.Tensor] = []
+        for n in self.config.ngram_orders:
+            width = ids.shape[1] - n + 1
+            if width <= 0:
+                continue
+            key = torch.full_like(ids[:, :width], int(n))
+            ok = torch.ones_like(mask[:, :width])
+            for k in range(n):
+                key = (key * HASH_MULTIPLIER + ids[:, k : k + width]) % HASH_MODULUS
+                ok = ok & mask[:, k : k + width]
+            keys.append(key % buckets)
+            valid.append(ok)
+        if not keys:
+            return ids.new_zeros((ids.shape[0], self.config.embedding_size), dtype=torch.float32)
+        key = torch.cat(keys, dim=1)
+        weights = torch.cat(valid, dim=1).float()
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
+        bag: torch.Tensor = self.ngrams(key, per_sample_weights=weights)
+        return bag
