@@ -94,6 +94,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["beat_schedule_filename"] = str(base / "beat-schedule")
     else:
         config["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
+        # Task events let Flower (docker-compose.yml) show workers, tasks and their outcomes.
+        config["worker_send_task_events"] = True
+        config["task_send_sent_event"] = True
     return config
 
 
