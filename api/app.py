@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
+from api import limits
 from api.context import SETTINGS_KEY
 from api.errors import register_error_handlers
 from api.metrics import AppMetrics
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.strict_slashes = False
     register_error_handlers(app)
     AppMetrics(settings).install(app)
+    limits.install(app, settings)
     for blueprint in (files.bp, jobs.bp, models.bp, ops.bp, batches.bp, embeddings.bp, webhooks.bp, ui.bp):
         app.register_blueprint(blueprint)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, request
 
 from api.context import db
+from api.limits import check_rate_limit
 from shared.errors import InferqError
 from shared.tenants import tenant_for_key
 
@@ -31,6 +32,7 @@ def authenticate() -> None:
 
 
 def require_auth(blueprint: Blueprint) -> Blueprint:
-    """Every route of `blueprint` needs a valid key."""
+    """Every route of `blueprint` needs a valid key, and counts against its tenant's rate limit."""
     blueprint.before_request(authenticate)
+    blueprint.before_request(check_rate_limit)
     return blueprint

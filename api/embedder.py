@@ -11,6 +11,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
+import orjson
+
 from shared.errors import InvalidRequest
 from shared.registry import ResolvedModel
 from shared.settings import Settings
@@ -73,4 +75,9 @@ def embed(settings: Settings, storage: Storage, model: ResolvedModel, texts: lis
             max_batch_size=settings.max_batch_size,
         )
     log.debug("embedded %d texts with %s: %s", len(texts), model.ref, result.stats)
-    return Embeddings(vectors=[out["embedding"] for out in result.outputs], tokens=result.tokens)
+    # Workers write numpy rows straight to JSON lines; here the HTTP answer needs lists (through orjson's
+    # float32 writer, so the values are the same shortest decimals as in a job's output).
+    vectors: list[list[float]] = orjson.loads(
+        orjson.dumps([out["embedding"] for out in result.outputs], option=orjson.OPT_SERIALIZE_NUMPY)
+    )
+    return Embeddings(vectors=vectors, tokens=result.tokens)

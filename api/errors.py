@@ -50,6 +50,9 @@ def handle_inferq_error(e: InferqError) -> Response:
     response = error_response(e.status, e.code, e.message, e.field)
     if e.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    retry_after = getattr(e, "retry_after", None)
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.context import current_settings, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, request_hash
+from api.limits import check_live_jobs
 from api.serializers import job_object
 from api.train_specs import (
     CNN,
@@ -131,6 +132,7 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
     window = spec.completion_window_seconds or settings.default_completion_window_seconds
 
     def create(session: Session) -> dict[str, Any]:
+        check_live_jobs(session, tenant, settings)
         family, base = _base(session, spec)
         hyperparameters = resolve_hyperparameters(family, spec.hyperparameters)
         training = labelled_file(session, spec.training_file, spec.task, "training_file")
@@ -199,6 +201,7 @@ def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any
     window = spec.completion_window_seconds or settings.default_completion_window_seconds
 
     def create(session: Session) -> dict[str, Any]:
+        check_live_jobs(session, tenant, settings)
         model = registry.resolve(session, tenant, spec.model, spec.task)
         _lock_version(session, model, "model")
         f = labelled_file(session, spec.input_file, spec.task, "input_file")

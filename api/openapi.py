@@ -491,8 +491,23 @@ IDEMPOTENCY = {
     "schema": {"type": "string", "maxLength": 255},
     "description": "same key and body: the first result again (same id); same key, other body: 409",
 }
+RETRY_AFTER = {
+    "Retry-After": {
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "seconds to wait before retrying",
+    }
+}
 COMMON_ERRORS = {
     "401": _error("missing, unknown or revoked API key"),
+    "429": {
+        **_error(
+            "rate_limited: over the tenant's requests per minute (INFERQ_RATE_LIMIT_PER_MINUTE); "
+            "on job submits also quota_exceeded: the tenant's live jobs are at "
+            "INFERQ_MAX_LIVE_JOBS_PER_TENANT"
+        ),
+        "headers": RETRY_AFTER,
+    },
     "503": _error("database, storage or broker unavailable"),
 }
 FILE_ID = _path_param("file_id", "file_…")
@@ -661,7 +676,11 @@ def _paths() -> dict[str, Any]:
         "/v1/jobs/{job_id}/events": {
             "get": _op(
                 "The job's event log, oldest first",
-                {"200": _json(_ref("JobEventList"), "a page of events"), "404": _error("job_not_found")},
+                {
+                    "200": _json(_ref("JobEventList"), "a page of events"),
+                    "400": _error("bad limit or cursor"),
+                    "404": _error("job_not_found"),
+                },
                 tag="jobs",
                 parameters=[JOB_ID, *PAGE_PARAMS],
             ),

@@ -7,7 +7,7 @@ shows exactly what it will run:
 family          epochs  learning_rate   batch_size  max_length  seed    warmup_ratio  weight_decay
 ==============  ======  ==============  ==========  ==========  ======  ============  ============
 finetune-text   3       5e-5            32          128         42      0.1           0.01
-scratch-text    8       2e-3            32          128         42      0.05          0.01
+scratch-text    4       5e-3            32          128         42      0.05          0.01
 cnn             20      3e-3            64          —           42      0.05          1e-4
 finetune-image  3       5e-5            32          —           42      0.1           0.01
 ==============  ======  ==============  ==========  ==========  ======  ============  ============
@@ -60,8 +60,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "weight_decay": 0.01,
     },
     SCRATCH_TEXT: {
-        "epochs": 8,
-        "learning_rate": 2e-3,
+        "epochs": 4,
+        "learning_rate": 5e-3,
         "batch_size": 32,
         "max_length": 128,
         "seed": 42,

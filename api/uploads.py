@@ -174,7 +174,10 @@ class PartStream:
 
 
 def clean_filename(filename: str) -> str:
-    """The user's file name as metadata: no folders, bounded length, never empty."""
-    name = PurePosixPath(filename.replace("\\", "/")).name.strip()
-    name = "".join(ch for ch in name if ch.isprintable())
+    """The user's file name as metadata: no NUL, control or bidi-override characters, no folders (nor
+    `.` / `..`), bounded length, never empty. Storage keys never use it (see `shared.keys`)."""
+    name = "".join(ch for ch in filename if ch.isprintable())
+    name = PurePosixPath(name.replace("\\", "/")).name.strip()
+    if name in (".", ".."):
+        name = ""
     return name[-MAX_FILENAME_LENGTH:] or "upload"

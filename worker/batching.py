@@ -37,6 +37,11 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int)
     return batches
 
 
+def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> int:
+    """Token slots the batches run: batch size x longest item, summed over batches (padding included)."""
+    return sum(len(batch) * max(lengths[i] for i in batch) for batch in batches if batch)
+
+
 def padding_ratio(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
     """The share of padded slots (batch size x longest item, summed over batches) that is padding."""
     slots = 0

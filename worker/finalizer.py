@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 from sqlalchemy import select
 
@@ -19,6 +20,31 @@ from shared.storage import Storage, get_storage
 log = logging.getLogger(__name__)
 
 WAIT_FOR_RUNNING_PARTS_SECONDS = 2
+PREDICTION_TYPES = frozenset({"predict", "batch"})
+
+
+def batching_metrics(part_stats: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """A prediction job's metrics from its parts' stats: tokens, padded token slots, the padding ratio
+    (padding / slots over all batches of all parts), batches, and the precisions the parts ran in."""
+    tokens = padded = batches = 0
+    precisions: set[str] = set()
+    for stats in part_stats:
+        if not stats or "padded_tokens" not in stats:
+            continue
+        tokens += int(stats.get("tokens") or 0)
+        padded += int(stats["padded_tokens"])
+        batches += int(stats.get("batches") or 0)
+        if stats.get("precision"):
+            precisions.add(str(stats["precision"]))
+    if not padded:
+        return {}
+    return {
+        "tokens": tokens,
+        "padded_tokens": padded,
+        "padding_ratio": round((padded - tokens) / padded, 4),
+        "batches": batches,
+        "precision": ",".join(sorted(precisions)),
+    }
 
 
 def _sha256(storage: Storage, key: str) -> str:
@@ -68,7 +94,7 @@ def finalize_job(job_id: str, settings: Settings) -> str:
         job_type, model_ref, model_version_id = job.type, job.model, job.model_version_id
         expired = job.error_code == "expired"
         parts = session.execute(
-            select(JobPart.output_key, JobPart.error_key, JobPart.completed, JobPart.failed)
+            select(JobPart.output_key, JobPart.error_key, JobPart.completed, JobPart.failed, JobPart.stats)
             .where(
                 JobPart.job_id == job_id, JobPart.status.in_([PartStatus.DONE.value, PartStatus.FAILED.value])
             )
@@ -92,6 +118,10 @@ def finalize_job(job_id: str, settings: Settings) -> str:
     extra: dict[str, object] = {}
     if status is JobStatus.FINALIZING and job_type == "evaluate":
         extra["metrics"] = _evaluation(settings, storage, out_key, model_ref, model_version_id)
+    elif job_type in PREDICTION_TYPES:
+        batching = batching_metrics([p.stats for p in parts])
+        if batching:
+            extra["metrics"] = batching
     if status is JobStatus.FINALIZING:
         target = JobStatus.SUCCEEDED
     else:

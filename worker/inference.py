@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 
 from shared.errors import InvalidRequest
-from worker.batching import padding_ratio, plan_batches
+from worker.batching import padded_tokens, padding_ratio, plan_batches
 from worker.metrics import observe_batch
 from worker.predictors.base import Predictor
 
@@ -41,11 +42,40 @@ def resolve_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags_have_bf16(cpuinfo: str) -> bool:
+    """Whether a /proc/cpuinfo text names a bf16 matrix/vector unit (AMX-BF16 or AVX512-BF16)."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return any(flag in flags for flag in CPU_BF16_FLAGS)
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (checked once per process).
+
+    torch's dispatch level names AMX where it uses it; otherwise the CPU flags decide. Without native
+    bf16 units, bf16 matmuls are emulated and slower than fp32, so `auto` stays fp32 there.
+    """
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    if "AMX" in capability or "BF16" in capability:
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return cpu_flags_have_bf16(f.read())
+    except OSError:
+        return False
+
+
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype for a precision setting; None runs in float32.
 
-    auto: bf16 on a GPU that supports it (fp16 on older GPUs), fp32 on the CPU. bf16 and fp16 are
-    honored as asked, on the CPU too.
+    auto: bf16 on a GPU that supports it (fp16 on older GPUs); on the CPU bf16 where it has bf16 units
+    (AMX or AVX512-BF16), fp32 elsewhere. bf16 and fp16 are honored as asked, on the CPU too.
     """
     if precision not in PRECISIONS:
         raise InvalidRequest(
@@ -60,7 +90,12 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The `params.precision` name of an autocast dtype (what a part's stats record)."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32") if dtype else "fp32"
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
@@ -126,9 +161,11 @@ def run_predictions(
         "batches": len(batches),
         "padding_ratio": round(padding_ratio(prepared.lengths, batches), 4),
         "tokens": sum(prepared.lengths),
+        # Token slots the batches ran (padding included): jobs sum it over parts for their padding ratio.
+        "padded_tokens": padded_tokens(prepared.lengths, batches),
         "forward_seconds": round(forward_seconds, 4),
         "preprocess_seconds": round(preprocess_seconds, 4),
-        "precision": "fp32" if dtype is None else str(dtype).removeprefix("torch."),
+        "precision": precision_name(dtype),
     }
     log.debug("predicted %d items: %s", len(values), stats)
     return PredictionResult(

@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy import select
 
-from shared import jobs, queue
+from shared import jobs, queue, worker_presence
 from shared.db import session_scope
 from shared.logs import log_ids
 from shared.models import File, Job, JobPart
@@ -18,12 +18,35 @@ from shared.storage import StorageError, get_storage
 log = logging.getLogger(__name__)
 
 
-def part_size(total_hint: int | None, settings: Settings) -> int:
-    """Records per part: the configured size, smaller for small files so every worker gets work."""
+PARTS_PER_WORKER = 2
+PARTS_WITHOUT_PRESENCE = 8
+MIN_PART_RECORDS = 100
+
+
+def inference_workers(settings: Settings) -> int | None:
+    """Live workers that take inference parts (presence records), or None when that cannot be told."""
+    try:
+        workers = worker_presence.live_workers(settings)
+    except Exception as e:  # presence is advisory: plan without it
+        log.warning("cannot count live workers: %s", e)
+        return None
+    return sum(1 for w in workers if "inference" in w.queues.split(",")) or None
+
+
+def part_size(total_hint: int | None, settings: Settings, workers: int | None = None) -> int:
+    """Records per part: the configured size, smaller for small files so every worker gets work.
+
+    With `workers` live inference workers, aim for PARTS_PER_WORKER parts each (every worker busy, little
+    tail when parts run at different speeds, and few parts: each costs a claim, two objects and a
+    commit, and longer parts sort into batches with less padding); without a count, 8 parts. Never
+    below MIN_PART_RECORDS records a part, never above INFERQ_PART_RECORDS.
+    """
     if not total_hint:
         return settings.part_records
-    # Aim for at least 8 parts when the file allows it, but never below 100 records a part.
-    return max(min(settings.part_records, -(-total_hint // 8)), min(100, settings.part_records))
+    parts = PARTS_PER_WORKER * workers if workers else PARTS_WITHOUT_PRESENCE
+    return max(
+        min(settings.part_records, -(-total_hint // parts)), min(MIN_PART_RECORDS, settings.part_records)
+    )
 
 
 def plan_job(job_id: str, settings: Settings) -> None:
@@ -60,7 +83,9 @@ def plan_job(job_id: str, settings: Settings) -> None:
     storage = get_storage(settings)
     try:
         specs, total = plan_parts(
-            storage.iter_bytes(file.storage_key), file.format, part_size(file.records, settings)
+            storage.iter_bytes(file.storage_key),
+            file.format,
+            part_size(file.records, settings, inference_workers(settings)),
         )
     except StorageError as e:
         log.warning(

@@ -142,14 +142,23 @@ def _load_context(session: Session, lease: Lease, settings: Settings) -> PartCon
     )
 
 
-def _read_records(ctx: PartContext, storage: Storage) -> tuple[list[Record], list[RecordError]]:
+def _read_records(
+    ctx: PartContext, storage: Storage, timings: dict[str, float] | None = None
+) -> tuple[list[Record], list[RecordError]]:
+    """The part's records and per-record errors; `timings` gets read_seconds and parse_seconds."""
+    started = time.perf_counter()
     header = None
     if ctx.file_format == "csv":
         header = read_header(b"".join(storage.iter_bytes(ctx.file_key, 0, HEADER_PROBE_BYTES)))
     data = b"".join(storage.iter_bytes(ctx.file_key, ctx.byte_start, ctx.byte_end))
-    return ctx.formatter.parse(
+    read_done = time.perf_counter()
+    parsed = ctx.formatter.parse(
         data, ctx.file_format, first_line=ctx.first_line, first_record=ctx.first_record, header=header
     )
+    if timings is not None:
+        timings["read_seconds"] = round(read_done - started, 4)
+        timings["parse_seconds"] = round(time.perf_counter() - read_done, 4)
+    return parsed
 
 
 def _write_objects(
@@ -197,17 +206,23 @@ def run_part(part_id: str, settings: Settings) -> str:
     heartbeat = Heartbeat(lease, progress, settings)
     heartbeat.start()
     try:
+        # Where a part's time goes, in its part_done event: read_seconds, parse_seconds, then the
+        # predictor's preprocess_seconds (tokenize) and forward_seconds, encode_seconds (output lines),
+        # write_seconds (objects).
         started = time.perf_counter()
-        records, errors = _read_records(ctx, storage)
+        timings: dict[str, float] = {}
+        records, errors = _read_records(ctx, storage, timings)
         with progress.lock:
             progress.failed = len(errors)
-        read_seconds = time.perf_counter() - started
         outputs, stats, tokens = _predict(ctx, records, progress, settings, storage)
-        write_started = time.perf_counter()
+        encode_started = time.perf_counter()
         lines = ctx.formatter.output_lines(records, outputs, tokens)
+        del outputs
+        write_started = time.perf_counter()
         _write_objects(storage, out_key, err_key, lines, errors, ctx.formatter.error_line)
         stats.update(
-            read_seconds=round(read_seconds, 4),
+            timings,
+            encode_seconds=round(write_started - encode_started, 4),
             write_seconds=round(time.perf_counter() - write_started, 4),
             total_seconds=round(time.perf_counter() - started, 4),
             worker=owner,

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from api.auth import require_auth
 from api.context import current_settings, current_storage, db, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, header_key, request_hash
-from api.job_specs import parse_metadata
+from api.job_specs import SERVER_FIELDS, parse_metadata
+from api.limits import check_live_jobs
 from api.pagination import MAX_LIMIT, PageRequest, paginate
 from api.routes.jobs import json_body
 from api.serializers import batch_object
@@ -50,6 +51,9 @@ def parse_create(body: Any) -> tuple[str, str, str, dict[str, str]]:
     """(input_file_id, endpoint, completion_window, metadata) of a create body, or a 400."""
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object", code="invalid_json")
+    for key in sorted(body):
+        if key in SERVER_FIELDS:
+            raise _invalid(f"{key} is set by the server and cannot be given", key, "forbidden_field")
     for key in sorted(body):
         if key not in CREATE_FIELDS:
             raise _invalid(f"unknown field {key!r}; known: {', '.join(CREATE_FIELDS)}", key, "unknown_field")
@@ -184,6 +188,7 @@ def create_batch() -> tuple[dict[str, Any], int]:
     probe = _probe(file_id, endpoint)
 
     def create(session: Session) -> dict[str, Any]:
+        check_live_jobs(session, tenant, settings)
         model, aliases = _choose_model(session, probe)
         f = _input_file(session, file_id, lock=True)
         info = {

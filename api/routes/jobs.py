@@ -17,6 +17,7 @@ from api.context import current_settings, db, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, header_key, request_hash
 from api.job_specs import PredictSpec, check_job_type, parse_predict
 from api.labelled_jobs import submit_evaluate, submit_train
+from api.limits import check_live_jobs
 from api.pagination import list_body, page_request, paginate
 from api.routes.files import content_response
 from api.serializers import event_object, job_object
@@ -112,6 +113,7 @@ def submit_job() -> tuple[dict[str, Any], int]:
     window = spec.completion_window_seconds or settings.default_completion_window_seconds
 
     def create(session: Session) -> dict[str, Any]:
+        check_live_jobs(session, tenant, settings)
         model = registry.resolve(session, tenant, spec.model, spec.task)
         if model.version_id is not None:
             # Wait for (and see) a concurrent delete of this version rather than race it.

@@ -3,8 +3,10 @@ refused whole, with nothing left behind in the bucket when they are."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import socket
 import threading
 from collections.abc import Callable, Iterator
 
@@ -16,6 +18,7 @@ from waitress.server import TcpWSGIServer, create_server
 from shared.settings import KIB, MIB, Settings
 from shared.storage import S3Storage, get_storage
 from tests.conftest import ApiClient, free_port
+from tests.helpers.tenant_resources import tenant_of_key
 
 pytestmark = pytest.mark.integration
 
@@ -475,3 +478,126 @@ def test_uploads_need_a_valid_key(api: ApiClient) -> None:
         assert r.status_code == 401, what
         assert error_of(r)["code"] in ("missing_api_key", "invalid_api_key"), what
         assert r.headers["WWW-Authenticate"] == "Bearer"
+
+
+# ---- storage keys are made by the server ----------------------------------------------------------
+
+HOSTILE_NAMES = {
+    "parent folders": "../../../../etc/passwd.jsonl",
+    "parent of the prefix": "../../t/tenant_other/files/file_x.jsonl",
+    "absolute path": "/etc/cron.d/inferq.jsonl",
+    "windows path": "C:\\Windows\\..\\system32\\evil.jsonl",
+    "NUL byte": "evil\x00.jsonl",
+    "NUL then folders": "a\x00/../../b.jsonl",
+    "only dots": "..",
+    "url-encoded dots": "%2e%2e%2f%2e%2e%2fescape.jsonl",
+    "RTL override": "\u202elmjs.exe.jsonl",
+    "emoji": "\U0001f600\U0001f4c4 r\u00e9sum\u00e9.jsonl",
+    "very long": "\u00e9" * 3000 + ".jsonl",
+    "controls": "tab\tbell\x07escape\x1b[31mdel\x7f.jsonl",
+}
+
+
+@pytest.mark.parametrize("filename", HOSTILE_NAMES.values(), ids=HOSTILE_NAMES.keys())
+def test_a_hostile_filename_lands_only_under_the_tenants_prefix(api: ApiClient, filename: str) -> None:
+    # given a tenant
+    headers = api.headers_for("acme")
+    tenant = tenant_of_key(api, headers["Authorization"].split()[1])
+    storage = get_storage(api.settings)
+    assert isinstance(storage, S3Storage)
+
+    # when it uploads a file under a hostile name (sent as raw UTF-8 in the part's header)
+    r = api.client.post(
+        "/v1/files",
+        headers=headers,
+        data=multipart([("purpose", None, b"input"), ("file", filename, JSONL)]),
+        content_type="multipart/form-data; boundary=inferq-boundary",
+    )
+
+    # then it is stored, and the whole bucket holds one object: under the storage prefix, in the
+    # tenant's files, named by the file's id only
+    assert r.status_code == 201, r.get_json()
+    body = r.get_json()
+    s3 = boto3.client("s3", endpoint_url=api.settings.s3_endpoint_url, region_name="us-east-1")
+    everything = [o["Key"] for o in s3.list_objects_v2(Bucket=storage.bucket).get("Contents", [])]
+    assert everything == [f"{storage.prefix}t/{tenant}/files/{body['id']}"]
+    # and the name comes back as metadata only: one printable path segment, no NUL, bounded
+    name = body["filename"]
+    assert name and len(name) <= 255
+    assert "\x00" not in name and "/" not in name and "\\" not in name and name not in (".", "..")
+    assert name.isprintable() and "\u202e" not in name
+    assert api.client.get(f"/v1/files/{body['id']}", headers=headers).get_json()["filename"] == name
+    assert api.client.get(f"/v1/files/{body['id']}/content", headers=headers).data == JSONL
+
+
+def test_hostile_names_in_the_form_header_itself_never_reach_storage(api: ApiClient) -> None:
+    # given form headers with quotes, percent-encoded and RFC 2231 filenames
+    headers = api.headers_for("acme")
+    raw_headers = [
+        b'form-data; name="file"; filename="../../x.jsonl"; filename*=UTF-8\'\'..%2F..%2Fy.jsonl',
+        b'form-data; name="file"; filename="a\\"/../b.jsonl"',
+        b'form-data; name="file"; filename="' + "\u202e\U0001f600".encode() + b'.jsonl"',
+    ]
+    for disposition in raw_headers:
+        body = (
+            b'--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\ninput\r\n'
+            b"--B\r\nContent-Disposition: " + disposition + b"\r\n\r\n" + JSONL + b"\r\n--B--\r\n"
+        )
+
+        # when it is uploaded
+        r = api.client.post(
+            "/v1/files", headers=headers, data=body, content_type="multipart/form-data; boundary=B"
+        )
+
+        # then it is stored under a server-made key
+        assert r.status_code == 201, r.get_json()
+        assert "/" not in r.get_json()["filename"]
+    tenant = tenant_of_key(api, headers["Authorization"].split()[1])
+    keys = bucket_keys(api.settings)
+    assert len(keys) == len(raw_headers)
+    assert all(key.startswith(f"t/{tenant}/files/file_") and key.count("/") == 3 for key in keys)
+
+
+def test_a_raw_chunked_upload_past_the_s3_multipart_threshold_is_413_and_leaves_nothing(
+    make_client: Callable[[Settings], ApiClient], s3_settings: Settings
+) -> None:
+    # given a real server with a 9 MiB limit (S3 multipart starts at 8 MiB) and a 12 MiB body that a
+    # raw HTTP/1.1 request sends with Transfer-Encoding: chunked and no Content-Length
+    api = make_client(s3_settings.with_overrides(max_upload_bytes=9 * MIB))
+    port = free_port()
+    server = create_server(api.app, host="127.0.0.1", port=port, threads=2)
+    assert isinstance(server, TcpWSGIServer)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    key = api.new_key()
+    line = b'{"text": "%s"}\n' % (b"w" * 1000)
+    body = multipart([("purpose", None, b"input"), ("file", "huge.jsonl", line * (12 * MIB // len(line)))])
+    head = (
+        f"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: multipart/form-data; boundary=inferq-boundary\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            # when it is sent in 256 KiB chunks (the server may answer and close before the end)
+            sock.sendall(head)
+            with contextlib.suppress(OSError):
+                for start in range(0, len(body), 256 * KIB):
+                    chunk = body[start : start + 256 * KIB]
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sock.sendall(b"0\r\n\r\n")
+            response = b""
+            with contextlib.suppress(OSError):
+                while data := sock.recv(65536):
+                    response += data
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+    # then the answer is 413 file_too_large in the error shape, and the bucket has no object and no
+    # open multipart upload
+    status_line, _, rest = response.partition(b"\r\n")
+    assert status_line.split()[1] == b"413", response[:500]
+    assert b'"code":"file_too_large"' in rest
+    assert bucket_keys(api.settings) == []
+    assert open_multipart_uploads(api.settings) == []

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.batching import padding_ratio, plan_batches
+from worker.batching import padded_tokens, padding_ratio, plan_batches
 
 
 def cost(lengths: list[int], batch: list[int]) -> int:
@@ -72,3 +72,45 @@ def test_padding_ratio() -> None:
     assert padding_ratio(lengths, [[0, 1], [2, 3]]) == pytest.approx(3 / 12)
     assert padding_ratio(lengths, [[0], [1], [2], [3]]) == 0.0
     assert padding_ratio([], []) == 0.0
+    assert padded_tokens(lengths, [[0, 1], [2, 3]]) == 12
+    assert padded_tokens(lengths, [[0], [1], [2], [3]]) == sum(lengths)
+
+
+def test_job_padding_ratio_sums_the_parts() -> None:
+    from worker.finalizer import batching_metrics
+
+    # given two parts (one bf16 part of 100 tokens in 125 slots, one of 50 in 75) and a part without stats
+    parts = [
+        {"tokens": 100, "padded_tokens": 125, "batches": 2, "precision": "bf16"},
+        {"tokens": 50, "padded_tokens": 75, "batches": 1, "precision": "bf16"},
+        None,
+    ]
+    # then the job's ratio is over all slots, not the mean of the parts' ratios
+    metrics = batching_metrics(parts)
+    assert metrics == {
+        "tokens": 150,
+        "padded_tokens": 200,
+        "padding_ratio": 0.25,
+        "batches": 3,
+        "precision": "bf16",
+    }
+    assert batching_metrics([None, {"batches": 0}]) == {}
+
+
+def test_part_size_gives_every_worker_work() -> None:
+    from pathlib import Path
+
+    from shared.settings import Settings
+    from worker.planner import part_size
+
+    settings = Settings.from_env({"INFERQ_DATA_DIR": str(Path("/nonexistent-inferq"))})
+    assert settings.part_records == 2000
+    # a small job with 1 or 2 live workers: two parts each
+    assert part_size(2000, settings, workers=1) == 1000
+    assert part_size(2000, settings, workers=2) == 500
+    # a big job keeps the configured size; a tiny one is never cut below 100 records a part
+    assert part_size(1_000_000, settings, workers=2) == 2000
+    assert part_size(150, settings, workers=4) == 100
+    # without a worker count: 8 parts
+    assert part_size(2000, settings) == 250
+    assert part_size(None, settings) == 2000

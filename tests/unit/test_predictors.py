@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,17 @@ import torch.nn.functional as F
 from shared.errors import InvalidRequest
 from shared.registry import builtin_path
 from tests.helpers.tiny_models import make_tiny_text_classifier
-from worker.inference import PredictionResult, Stopped, autocast_dtype, resolve_device, run_predictions
+from tests.e2e.inputs import real_sentences
+from worker import inference
+from worker.inference import (
+    PredictionResult,
+    Stopped,
+    autocast_dtype,
+    cpu_flags_have_bf16,
+    cpu_has_bf16,
+    resolve_device,
+    run_predictions,
+)
 from worker.predictors import PREDICTORS, load_predictor
 from worker.predictors.embedding import EmbeddingPredictor
 from worker.predictors.text_classification import TextClassificationPredictor
@@ -84,7 +95,7 @@ def embed(
     kw.setdefault("batch_tokens", 2048)
     kw.setdefault("max_batch_size", 8)
     result = run_predictions(predictor, texts, params or {}, **kw)
-    return torch.tensor([o["embedding"] for o in result.outputs])
+    return torch.tensor(np.stack([o["embedding"] for o in result.outputs]))
 
 
 # --------------------------------------------------------------------------------------------- embedding
@@ -174,7 +185,27 @@ def test_stats_describe_the_run(embedder: EmbeddingPredictor) -> None:
     assert 0.0 <= stats["padding_ratio"] < 1.0
     assert stats["tokens"] == sum(embedder.preprocess(SENTENCES[:10], {}).lengths)
     assert stats["forward_seconds"] > 0 and stats["preprocess_seconds"] >= 0
-    assert stats["precision"] == "fp32"
+    assert stats["padded_tokens"] >= stats["tokens"]
+    assert stats["precision"] == ("bf16" if cpu_has_bf16() else "fp32")
+    assert (
+        run_predictions(
+            embedder, SENTENCES[:2], {"precision": "fp32"}, batch_tokens=128, max_batch_size=4
+        ).stats["precision"]
+        == "fp32"
+    )
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 units (AMX/AVX512-BF16): auto is fp32")
+def test_auto_precision_is_bf16_here_and_within_cosine_of_fp32(embedder: EmbeddingPredictor) -> None:
+    # given real sentences of mixed length (the demo data), on a CPU with bf16 units
+    texts = real_sentences(300)
+    # when embedded with the automatic precision and with fp32
+    auto = run_predictions(embedder, texts, {}, batch_tokens=4096, max_batch_size=64)
+    fp32 = embed(embedder, texts, {"precision": "fp32"}, batch_tokens=4096, max_batch_size=64)
+    # then auto ran in bf16 and every vector stays within cosine 0.9999 of fp32
+    assert auto.stats["precision"] == "bf16"
+    got = torch.tensor(np.stack([o["embedding"] for o in auto.outputs]))
+    assert F.cosine_similarity(got, fp32).min().item() >= 0.9999
 
 
 def test_bf16_on_cpu_when_asked(embedder: EmbeddingPredictor) -> None:
@@ -301,9 +332,19 @@ def test_pickle_weights_are_never_loaded(tmp_path: Path) -> None:
         load_predictor("text-classification", folder, CPU, {})
 
 
+def test_cpu_bf16_units_come_from_the_cpu_flags() -> None:
+    assert cpu_flags_have_bf16("processor: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    assert cpu_flags_have_bf16("flags : fpu amx_bf16 amx_tile\n")
+    assert not cpu_flags_have_bf16("flags : fpu sse avx2 avx512f avx512bw\n")
+    assert not cpu_flags_have_bf16("processor : 0\n")
+
+
 def test_autocast_dtypes(monkeypatch: pytest.MonkeyPatch) -> None:
     cuda = torch.device("cuda")
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
     assert autocast_dtype(CPU, "auto") is None
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: True)
+    assert autocast_dtype(CPU, "auto") is torch.bfloat16
     assert autocast_dtype(CPU, "fp32") is None
     assert autocast_dtype(CPU, "bf16") is torch.bfloat16
     assert autocast_dtype(cuda, "fp16") is torch.float16

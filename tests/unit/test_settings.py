@@ -171,3 +171,29 @@ def test_get_settings_is_read_once_until_the_cache_is_reset(
         assert get_settings().part_records == 22
     finally:
         reset_settings_cache()
+
+
+def test_per_tenant_limits_have_generous_defaults_and_zero_turns_them_off(tmp_path: Path) -> None:
+    # given no limit variables, then both set, then both 0
+    default = Settings.from_env({"INFERQ_DATA_DIR": str(tmp_path)})
+    given = Settings.from_env(
+        {
+            "INFERQ_DATA_DIR": str(tmp_path),
+            "INFERQ_RATE_LIMIT_PER_MINUTE": "120",
+            "INFERQ_MAX_LIVE_JOBS_PER_TENANT": "7",
+        }
+    )
+    off = Settings.from_env(
+        {
+            "INFERQ_DATA_DIR": str(tmp_path),
+            "INFERQ_RATE_LIMIT_PER_MINUTE": "0",
+            "INFERQ_MAX_LIVE_JOBS_PER_TENANT": "0",
+        }
+    )
+
+    # then the defaults are 6000 requests a minute and 100 live jobs, and the values are read as given
+    assert (default.rate_limit_per_minute, default.max_live_jobs_per_tenant) == (6000, 100)
+    assert (given.rate_limit_per_minute, given.max_live_jobs_per_tenant) == (120, 7)
+    assert (off.rate_limit_per_minute, off.max_live_jobs_per_tenant) == (0, 0)
+    with pytest.raises(SettingsError, match="INFERQ_RATE_LIMIT_PER_MINUTE"):
+        Settings.from_env({"INFERQ_DATA_DIR": str(tmp_path), "INFERQ_RATE_LIMIT_PER_MINUTE": "-1"})

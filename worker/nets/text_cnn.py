@@ -2,10 +2,12 @@
 windows, max- and mean-pooling, and a linear head (a TextCNN, Kim 2014), with a tokenizer learned from
 the training file. Reads any language the tokenizer was trained on, CJK included (one token a character).
 
-With `ngram_buckets > 0` it also averages embeddings of hashed token n-grams (`ngram_orders`, 2 and 3 by
-default: character bigrams and trigrams of Chinese text, word pairs elsewhere), the fastText bag of
-n-grams, next to the convolution features. The hash is computed from the token ids inside the model, so
-the tokenizer and the predict path are unchanged. Configs without these keys load as before (off).
+With `ngram_buckets > 0` it also embeds every hashed token n-gram (`ngram_orders`: characters, bigrams
+and trigrams of Chinese text, words and word pairs elsewhere; fastText's bag of n-grams) and pools them
+two ways, a mean and a learned attention (a softmax over the n-grams of a text, so the few that carry the
+label weigh most), next to the convolution features; `kernel_sizes=[]` keeps only this bag. The hash is
+computed from the token ids inside the model, so the tokenizer and the predict path are unchanged.
+Configs without these keys load as before (no n-grams).
 """
 
 from __future__ import annotations
@@ -66,10 +68,12 @@ class TextCnnForSequenceClassification(PreTrainedModel):
         )
         self.dropout = nn.Dropout(config.dropout)
         features = 2 * config.filters * len(config.kernel_sizes)
-        self.ngrams: nn.EmbeddingBag | None = None
+        self.ngrams: nn.Embedding | None = None
+        self.ngram_attention: nn.Linear | None = None
         if config.ngram_buckets > 0:
-            self.ngrams = nn.EmbeddingBag(config.ngram_buckets, config.embedding_size, mode="sum")
-            features += config.embedding_size
+            self.ngrams = nn.Embedding(config.ngram_buckets, config.embedding_size)
+            self.ngram_attention = nn.Linear(config.embedding_size, 1)
+            features += 2 * config.embedding_size
         self.classifier = nn.Linear(features, int(config.num_labels or 2))
         self.post_init()
 
@@ -79,8 +83,6 @@ class TextCnnForSequenceClassification(PreTrainedModel):
             if module.padding_idx is not None:
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.EmbeddingBag):
-            nn.init.normal_(module.weight, std=0.1)
         elif isinstance(module, (nn.Linear, nn.Conv1d)):
             nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
             if module.bias is not None:
@@ -96,13 +98,14 @@ class TextCnnForSequenceClassification(PreTrainedModel):
     ) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
-        x = self.dropout(self.embeddings(input_ids)).transpose(1, 2)  # [batch, emb, tokens]
         pooled = []
-        for conv in self.convs:
-            h = F.relu(conv(x))[:, :, : input_ids.shape[1]]  # [batch, filters, tokens]
-            mask = attention_mask[:, None, :].to(h.dtype)
-            pooled.append(h.masked_fill(mask == 0, -1e4).max(dim=2).values)
-            pooled.append((h * mask).sum(dim=2) / mask.sum(dim=2).clamp(min=1.0))
+        if len(self.convs):
+            x = self.dropout(self.embeddings(input_ids)).transpose(1, 2)  # [batch, emb, tokens]
+            for conv in self.convs:
+                h = F.relu(conv(x))[:, :, : input_ids.shape[1]]  # [batch, filters, tokens]
+                mask = attention_mask[:, None, :].to(h.dtype)
+                pooled.append(h.masked_fill(mask == 0, -1e4).max(dim=2).values)
+                pooled.append((h * mask).sum(dim=2) / mask.sum(dim=2).clamp(min=1.0))
         if self.ngrams is not None:
             pooled.append(self._ngram_features(input_ids, attention_mask))
         logits = self.classifier(self.dropout(torch.cat(pooled, dim=1)))
@@ -110,8 +113,8 @@ class TextCnnForSequenceClassification(PreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def _ngram_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Mean of the embeddings of every hashed n-gram of real tokens (zeros for a text without any)."""
-        assert self.ngrams is not None
+        """Mean- and attention-pooled embeddings of the hashed n-grams of real tokens, [batch, 2 * emb]."""
+        assert self.ngrams is not None and self.ngram_attention is not None
         buckets = int(self.config.ngram_buckets)
         ids = input_ids.long()
         mask = attention_mask.bool()
@@ -129,9 +132,11 @@ class TextCnnForSequenceClassification(PreTrainedModel):
             keys.append(key % buckets)
             valid.append(ok)
         if not keys:
-            return ids.new_zeros((ids.shape[0], self.config.embedding_size), dtype=torch.float32)
-        key = torch.cat(keys, dim=1)
-        weights = torch.cat(valid, dim=1).float()
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
-        bag: torch.Tensor = self.ngrams(key, per_sample_weights=weights)
-        return bag
+            return ids.new_zeros((ids.shape[0], 2 * self.config.embedding_size), dtype=torch.float32)
+        present = torch.cat(valid, dim=1)  # [batch, n-grams]
+        vectors = self.dropout(self.ngrams(torch.cat(keys, dim=1)))  # [batch, n-grams, emb]
+        weights = present.to(vectors.dtype)[..., None]
+        mean = (vectors * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        scores = self.ngram_attention(vectors).squeeze(-1).float().masked_fill(~present, -1e4)
+        attention = torch.softmax(scores, dim=1).to(vectors.dtype)[..., None]
+        return torch.cat([mean, (attention * vectors).sum(dim=1)], dim=1)

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import orjson
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import AutoModel
@@ -85,9 +85,8 @@ class EmbeddingPredictor(TextPredictor):
         vectors = output.float()
         if normalize:
             vectors = F.normalize(vectors, p=2, dim=1)
-        # Through orjson's float32 writer: each value is the shortest decimal that reads back as the same
-        # float32, so output lines are about half as long as with float64 reprs.
-        rows: list[list[float]] = orjson.loads(
-            orjson.dumps(vectors.cpu().numpy(), option=orjson.OPT_SERIALIZE_NUMPY)
-        )
-        return [{"embedding": row} for row in rows]
+        # One float32 numpy row per item, never Python float lists: output lines are written by orjson
+        # straight from the array (`shared.records.dumps_line`), each value the shortest decimal that
+        # reads back as the same float32.
+        array = np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
+        return [{"embedding": row} for row in array]

