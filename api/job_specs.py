@@ -209,21 +209,26 @@ def parse_completion_window(value: Any) -> int | None:
     return seconds
 
 
-def parse_predict(body: dict[str, Any]) -> PredictSpec:
-    """Every check a predict body can fail without the database, in a fixed order; the first failure wins."""
+def check_fields(body: dict[str, Any], known: frozenset[str], kind: str, required: tuple[str, ...]) -> None:
+    """Server-set fields, then unknown fields, then missing required ones: the first failure wins."""
     for key in sorted(body):
         if key in SERVER_FIELDS:
             raise _invalid(f"{key} is set by the server and cannot be given", key, "forbidden_field")
     for key in sorted(body):
-        if key not in PREDICT_FIELDS:
+        if key not in known:
             raise _invalid(
-                f"unknown field {key!r} for a predict job; known: {', '.join(sorted(PREDICT_FIELDS))}",
+                f"unknown field {key!r} for a {kind} job; known: {', '.join(sorted(known))}",
                 key,
                 "unknown_field",
             )
-    for key in PREDICT_REQUIRED:
+    for key in required:
         if body.get(key) is None:
             raise _invalid(f"{key} is required", key, "field_required")
+
+
+def parse_predict(body: dict[str, Any]) -> PredictSpec:
+    """Every check a predict body can fail without the database, in a fixed order; the first failure wins."""
+    check_fields(body, PREDICT_FIELDS, "predict", PREDICT_REQUIRED)
     return PredictSpec(
         task=_choice(body["task"], "task", PREDICT_TASKS),
         model=_string(body["model"], "model", MAX_REF_LENGTH),

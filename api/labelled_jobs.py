@@ -9,15 +9,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.context import current_settings, plausible_id, tenant_id
-from api.idempotency import Idempotency, create_once, request_hash
+from api.job_rows import create_job_once, insert_job, lock_model_version
 from api.limits import check_live_jobs
 from api.serializers import job_object
 from api.train_specs import (
@@ -36,12 +34,11 @@ from shared.db import session_scope
 from shared.errors import InvalidRequest, NotFound, Unprocessable
 from shared.ids import new_id
 from shared.jobs import PartSpec
-from shared.models import File, Job, JobPart, ModelVersion
+from shared.models import File, Job, JobPart
 from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION, input_fields
 
 log = logging.getLogger(__name__)
 
-SUBMIT_ENDPOINT = "POST /v1/jobs"
 LABELLED_PURPOSES = ("training", "input")
 LABEL_FIELD = "label"
 # What a base model must do to be fine-tuned for each task.
@@ -84,17 +81,6 @@ def labelled_file(session: Session, file_id: str, task: str, field_name: str) ->
     return f
 
 
-def _lock_version(session: Session, model: registry.ResolvedModel, field_name: str) -> None:
-    """Wait for (and see) a concurrent delete of this version rather than race it."""
-    if model.version_id is None:
-        return
-    status = session.execute(
-        select(ModelVersion.status).where(ModelVersion.id == model.version_id).with_for_update()
-    ).scalar_one_or_none()
-    if status != "ready":
-        raise NotFound(f"model {model.ref!r} does not exist", field=field_name, code="model_not_found")
-
-
 def _base(session: Session, spec: TrainSpec) -> tuple[str, registry.ResolvedModel | None]:
     """The training family and the base model version (None for project architectures)."""
     if spec.base_model is None:
@@ -110,7 +96,7 @@ def _base(session: Session, spec: TrainSpec) -> tuple[str, registry.ResolvedMode
             field="base_model",
             code="model_task_mismatch",
         )
-    _lock_version(session, base, "base_model")
+    lock_model_version(session, base, "base_model")
     return (FINETUNE_TEXT if spec.task == TEXT_CLASSIFICATION else FINETUNE_IMAGE), base
 
 
@@ -145,7 +131,7 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
             model_ref = base.ref
         else:
             model_ref = spec.base_model or ""
-        job = jobs.create(
+        job = insert_job(
             session,
             Job(
                 id=new_id("job"),
@@ -167,8 +153,9 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
                 metadata_=spec.metadata,
                 webhook_url=spec.webhook_url,
             ),
+            window,
+            mark_sent=False,
         )
-        job.expires_at = job.created_at + timedelta(seconds=window)
         records = int(training.records or 0)
         jobs.plan_single_part(
             session,
@@ -182,7 +169,7 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
         session.refresh(job)
         return job_object(job)
 
-    resource, replayed = _create(tenant, idem_key, body, create)
+    resource, replayed = create_job_once(tenant, idem_key, body, create)
     if not replayed:
         with session_scope(settings) as session:
             part_ids = list(
@@ -203,9 +190,9 @@ def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
         model = registry.resolve(session, tenant, spec.model, spec.task)
-        _lock_version(session, model, "model")
+        lock_model_version(session, model, "model")
         f = labelled_file(session, spec.input_file, spec.task, "input_file")
-        job = jobs.create(
+        job = insert_job(
             session,
             Job(
                 id=new_id("job"),
@@ -221,28 +208,12 @@ def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any
                 metadata_=spec.metadata,
                 webhook_url=spec.webhook_url,
             ),
+            window,
         )
-        job.expires_at = job.created_at + timedelta(seconds=window)
-        jobs.mark_sent(session, job.id)
-        session.flush()
-        session.refresh(job)
         return job_object(job)
 
-    resource, replayed = _create(tenant, idem_key, body, create)
+    resource, replayed = create_job_once(tenant, idem_key, body, create)
     if not replayed:
         queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
         log.info("evaluate job %s queued: %s on %s", resource["id"], resource["model"], spec.input_file)
     return resource
-
-
-def _create(
-    tenant: str, idem_key: str | None, body: dict[str, Any], create: Callable[[Session], dict[str, Any]]
-) -> tuple[dict[str, Any], bool]:
-    def replay(session: Session, existing_id: str) -> dict[str, Any] | None:
-        job = session.execute(
-            select(Job).where(Job.id == existing_id, Job.tenant_id == tenant)
-        ).scalar_one_or_none()
-        return None if job is None else job_object(job)
-
-    idem = Idempotency(tenant, SUBMIT_ENDPOINT, idem_key, request_hash(body))
-    return create_once(idem, create, replay)

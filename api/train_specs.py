@@ -25,11 +25,11 @@ from typing import Any
 from api.job_specs import (
     MAX_REF_LENGTH,
     PRIORITY_RANGE,
-    SERVER_FIELDS,
     _choice,
     _int,
     _invalid,
     _string,
+    check_fields,
     parse_completion_window,
     parse_metadata,
     parse_params,
@@ -136,22 +136,6 @@ class EvaluateSpec:
     completion_window_seconds: int | None = None
 
 
-def _check_fields(body: dict[str, Any], known: frozenset[str], kind: str, required: tuple[str, ...]) -> None:
-    for key in sorted(body):
-        if key in SERVER_FIELDS:
-            raise _invalid(f"{key} is set by the server and cannot be given", key, "forbidden_field")
-    for key in sorted(body):
-        if key not in known:
-            raise _invalid(
-                f"unknown field {key!r} for a {kind} job; known: {', '.join(sorted(known))}",
-                key,
-                "unknown_field",
-            )
-    for key in required:
-        if body.get(key) is None:
-            raise _invalid(f"{key} is required", key, "field_required")
-
-
 def _float(value: Any, name: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _invalid(f"{name} must be a number from {low} to {high}", name, "invalid_type")
@@ -196,7 +180,7 @@ def resolve_hyperparameters(family: str, given: dict[str, Any]) -> dict[str, Any
 
 
 def parse_train(body: dict[str, Any]) -> TrainSpec:
-    _check_fields(body, TRAIN_FIELDS, "train", TRAIN_REQUIRED)
+    check_fields(body, TRAIN_FIELDS, "train", TRAIN_REQUIRED)
     task = _choice(body["task"], "task", TRAIN_TASKS)
     if "base_model" not in body:
         base: str | None = DEFAULT_BASE[task]
@@ -220,7 +204,7 @@ def parse_train(body: dict[str, Any]) -> TrainSpec:
 
 
 def parse_evaluate(body: dict[str, Any]) -> EvaluateSpec:
-    _check_fields(body, EVALUATE_FIELDS, "evaluate", EVALUATE_REQUIRED)
+    check_fields(body, EVALUATE_FIELDS, "evaluate", EVALUATE_REQUIRED)
     return EvaluateSpec(
         task=_choice(body["task"], "task", EVALUATE_TASKS),
         model=_string(body["model"], "model", MAX_REF_LENGTH),

@@ -9,7 +9,7 @@ model; lines that ask for another become per-line errors. Responses are OpenAI's
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, request
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from api.auth import require_auth
 from api.context import current_settings, current_storage, db, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, header_key, request_hash
+from api.job_rows import insert_job, lock_model_version
 from api.job_specs import SERVER_FIELDS, parse_metadata
 from api.limits import check_live_jobs
 from api.pagination import MAX_LIMIT, PageRequest, paginate
@@ -27,7 +28,7 @@ from api.serializers import batch_object
 from shared import batch_lines, jobs, queue, registry
 from shared.errors import Conflict, InferqError, InvalidRequest, NotFound, Unprocessable
 from shared.ids import new_id
-from shared.models import File, Job, JobEvent, ModelVersion
+from shared.models import File, Job, JobEvent
 from shared.records import JSONL
 from shared.states import TERMINAL, JobStatus
 from shared.tasks import EMBEDDING
@@ -131,15 +132,7 @@ def _choose_model(session: Session, probe: batch_lines.Probe) -> tuple[registry.
         assert first_error is not None
         raise first_error
     model = found[0][1]
-    if model.version_id is not None:
-        # Wait for (and see) a concurrent delete of this version rather than race it.
-        status = session.execute(
-            select(ModelVersion.status).where(ModelVersion.id == model.version_id).with_for_update()
-        ).scalar_one_or_none()
-        if status != "ready":
-            raise NotFound(
-                f"model {found[0][0]!r} does not exist", field="input_file_id", code="model_not_found"
-            )
+    lock_model_version(session, model, "input_file_id", found[0][0])
     return model, [name for name, m in found if m.ref == model.ref]
 
 
@@ -198,7 +191,7 @@ def create_batch() -> tuple[dict[str, Any], int]:
             "aliases": aliases,
             "dimensions": model.config.get("dimensions"),
         }
-        job = jobs.create(
+        job = insert_job(
             session,
             Job(
                 id=new_id("job"),
@@ -212,11 +205,8 @@ def create_batch() -> tuple[dict[str, Any], int]:
                 params={"openai_batch": info},
                 metadata_=metadata,
             ),
+            batch_lines.COMPLETION_WINDOWS[window],
         )
-        job.expires_at = job.created_at + timedelta(seconds=batch_lines.COMPLETION_WINDOWS[window])
-        jobs.mark_sent(session, job.id)
-        session.flush()
-        session.refresh(job)
         return _object(session, job)
 
     def replay(session: Session, existing_id: str) -> dict[str, Any] | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, request
@@ -14,7 +13,8 @@ from werkzeug.wrappers import Response
 
 from api.auth import require_auth
 from api.context import current_settings, db, plausible_id, tenant_id
-from api.idempotency import Idempotency, create_once, header_key, request_hash
+from api.idempotency import header_key
+from api.job_rows import create_job_once, insert_job, lock_model_version
 from api.job_specs import PredictSpec, check_job_type, parse_predict
 from api.labelled_jobs import submit_evaluate, submit_train
 from api.limits import check_live_jobs
@@ -24,7 +24,7 @@ from api.serializers import event_object, job_object
 from shared import jobs, queue, registry
 from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
 from shared.ids import new_id
-from shared.models import File, Job, JobEvent, ModelVersion
+from shared.models import File, Job, JobEvent
 from shared.states import TERMINAL, JobStatus
 from shared.tasks import input_fields
 
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 bp = require_auth(Blueprint("jobs", __name__, url_prefix="/v1/jobs"))
 
 MAX_BODY_BYTES = 1024 * 1024
-SUBMIT_ENDPOINT = "POST /v1/jobs"
 FILTER_TYPES = ("predict", "train", "evaluate", "batch")
 
 
@@ -115,15 +114,9 @@ def submit_job() -> tuple[dict[str, Any], int]:
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
         model = registry.resolve(session, tenant, spec.model, spec.task)
-        if model.version_id is not None:
-            # Wait for (and see) a concurrent delete of this version rather than race it.
-            status = session.execute(
-                select(ModelVersion.status).where(ModelVersion.id == model.version_id).with_for_update()
-            ).scalar_one_or_none()
-            if status != "ready":
-                raise NotFound(f"model {spec.model!r} does not exist", field="model", code="model_not_found")
+        lock_model_version(session, model, "model", spec.model)
         f = input_file_for(session, spec)
-        job = jobs.create(
+        job = insert_job(
             session,
             Job(
                 id=new_id("job"),
@@ -139,21 +132,11 @@ def submit_job() -> tuple[dict[str, Any], int]:
                 metadata_=spec.metadata,
                 webhook_url=spec.webhook_url,
             ),
+            window,
         )
-        job.expires_at = job.created_at + timedelta(seconds=window)
-        jobs.mark_sent(session, job.id)
-        session.flush()
-        session.refresh(job)
         return job_object(job)
 
-    def replay(session: Session, existing_id: str) -> dict[str, Any] | None:
-        job = session.execute(
-            select(Job).where(Job.id == existing_id, Job.tenant_id == tenant)
-        ).scalar_one_or_none()
-        return None if job is None else job_object(job)
-
-    idem = Idempotency(tenant, SUBMIT_ENDPOINT, idem_key, request_hash(body))
-    resource, replayed = create_once(idem, create, replay)
+    resource, replayed = create_job_once(tenant, idem_key, body, create)
     if not replayed:
         queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
         log.info("job %s queued: %s %s on %s", resource["id"], spec.task, resource["model"], spec.input_file)
