@@ -62,17 +62,20 @@ def _check_lengths(tokenizer: object, texts: list[str]) -> None:
 
 
 def embed(settings: Settings, storage: Storage, model: ResolvedModel, texts: list[str]) -> Embeddings:
-    from worker.inference import run_predictions
+    from worker.inference import batching_for, run_predictions
 
     with _lock:
         predictor = _model_cache(settings).get(model, EMBEDDING, storage, settings.model_cache_dir, DEVICE)
         _check_lengths(getattr(predictor, "tokenizer", None), texts)
+        batch_tokens, max_batch_size = batching_for(
+            predictor.device, settings.batch_tokens, settings.max_batch_size
+        )
         result = run_predictions(
             predictor,
             texts,
             {},
-            batch_tokens=settings.batch_tokens,
-            max_batch_size=settings.max_batch_size,
+            batch_tokens=batch_tokens,
+            max_batch_size=max_batch_size,
         )
     log.debug("embedded %d texts with %s: %s", len(texts), model.ref, result.stats)
     # Workers write numpy rows straight to JSON lines; here the HTTP answer needs lists (through orjson's

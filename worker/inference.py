@@ -37,6 +37,19 @@ class PredictionResult:
     tokens: list[int] = field(default_factory=list)  # tokens each input value took, in input order
 
 
+# Default batching per device: (batch_tokens, max_batch_size). CPU: chosen from the sweep in
+# benchmarks/RESULTS.md (benchmarks/batching_sweep.py): small length-sorted batches keep the activations in
+# cache and padding low; the old 16384 x 128 ran at half the speed. GPU: large batches fill the device.
+CPU_BATCHING = (2048, 32)
+GPU_BATCHING = (16384, 128)
+
+
+def batching_for(device: torch.device, batch_tokens: int = 0, max_batch_size: int = 0) -> tuple[int, int]:
+    """The token budget and batch-size cap to use on `device`; a non-zero argument wins over the default."""
+    default_tokens, default_size = GPU_BATCHING if device.type == "cuda" else CPU_BATCHING
+    return batch_tokens or default_tokens, max_batch_size or default_size
+
+
 def resolve_device() -> torch.device:
     """The GPU this worker process sees (one per process), else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")

@@ -338,7 +338,7 @@ def _predict(
     ctx: PartContext, records: list[Record], progress: Progress, settings: Settings, storage: Storage
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[int]]:
     """The predictor's outputs for the part's values, its stats, and the tokens each value took."""
-    from worker.inference import Stopped, resolve_device, run_predictions
+    from worker.inference import Stopped, batching_for, resolve_device, run_predictions
 
     if not records:
         return [], {"batches": 0}, []
@@ -349,6 +349,9 @@ def _predict(
     )
     load_seconds = time.perf_counter() - load_started
     params = ctx.job["params"]
+    batch_tokens, max_batch_size = batching_for(
+        device, int(params.get("batch_tokens") or settings.batch_tokens), settings.max_batch_size
+    )
     inputs = ctx.formatter.inputs(records)
     values_done = 0
 
@@ -364,8 +367,8 @@ def _predict(
             predictor,
             inputs.values,
             params,
-            batch_tokens=int(params.get("batch_tokens") or settings.batch_tokens),
-            max_batch_size=settings.max_batch_size,
+            batch_tokens=batch_tokens,
+            max_batch_size=max_batch_size,
             on_batch=on_batch,
         )
     except Stopped as e:

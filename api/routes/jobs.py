@@ -11,15 +11,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from api import dry_run, partial_results
 from api.auth import require_auth
-from api.context import current_settings, db, plausible_id, tenant_id
+from api.context import current_settings, current_storage, db, plausible_id, tenant_id
 from api.idempotency import header_key
 from api.job_rows import create_job_once, insert_job, lock_model_version
 from api.job_specs import PredictSpec, check_job_type, parse_predict
 from api.labelled_jobs import submit_evaluate, submit_train
 from api.limits import check_live_jobs
 from api.pagination import list_body, page_request, paginate
-from api.routes.files import content_response
+from api.routes.files import CONTENT_TYPES, content_response
 from api.serializers import event_object, job_object
 from shared import jobs, queue, registry
 from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
@@ -95,13 +96,16 @@ def input_file_for(session: Session, spec: PredictSpec) -> File:
 
 @bp.post("")
 def submit_job() -> tuple[dict[str, Any], int]:
-    if "dry_run" in request.args:
-        raise InvalidRequest(
-            "dry_run is not available yet on this server", field="dry_run", code="dry_run_unavailable"
-        )
-    idem_key = header_key()
+    dry = _dry_run_flag()
+    idem_key = None if dry else header_key()
     body = json_body()
     job_type = check_job_type(body)
+    if dry:
+        if job_type != "predict":
+            raise InvalidRequest(
+                f"dry_run applies to predict jobs, not {job_type}", field="dry_run", code="invalid_value"
+            )
+        return _dry_run(parse_predict(body)), 200
     if job_type == "train":
         return submit_train(body, idem_key), 202
     if job_type == "evaluate":
@@ -141,6 +145,47 @@ def submit_job() -> tuple[dict[str, Any], int]:
         queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
         log.info("job %s queued: %s %s on %s", resource["id"], spec.task, resource["model"], spec.input_file)
     return resource, 202
+
+
+def _dry_run_flag() -> bool:
+    raw = request.args.get("dry_run")
+    if raw is None:
+        return False
+    if raw.lower() not in ("true", "1", "false", "0"):
+        raise InvalidRequest("dry_run must be true or false", field="dry_run", code="invalid_value")
+    return raw.lower() in ("true", "1")
+
+
+def _dry_run(spec: PredictSpec) -> dict[str, Any]:
+    """Validate as a submit does, then parse and tokenize the file; nothing is written or sent."""
+    settings = current_settings()
+    tenant = tenant_id()
+    with db() as session:
+        model = registry.resolve(session, tenant, spec.model, spec.task)
+        f = input_file_for(session, spec)
+        measured = dry_run.measured_tokens_per_second(session, tenant, model.ref)
+        file_key, file_format, size, total = f.storage_key, f.format, f.bytes, f.records or 0
+    answer = dry_run.dry_run(
+        current_storage(),
+        settings,
+        model,
+        spec.task,
+        file_key,
+        file_format,
+        size,
+        total,
+        measured,
+        max_length=spec.params.get("max_length"),
+    )
+    log.info(
+        "dry run of %s on %s: %d records, %d bad, sampled=%s",
+        model.ref,
+        spec.input_file,
+        answer["records"],
+        answer["bad_records"],
+        answer["sampled"],
+    )
+    return answer
 
 
 @bp.get("")
@@ -237,7 +282,25 @@ def _job_file_response(job_id: str, attribute: str) -> Response:
 
 @bp.get("/<job_id>/results")
 def job_results(job_id: str) -> Response:
+    if "cursor" in request.args or "limit" in request.args:
+        return _results_page(job_id)
     return _job_file_response(job_id, "output_file_id")
+
+
+def _results_page(job_id: str) -> Response:
+    """The lines finished so far from the cursor on; `X-Next-Cursor` unless the job is over and
+    everything was served. The job's state is read before its parts, so a terminal job's parts are final."""
+    at = partial_results.Position.decode(request.args.get("cursor", ""))
+    limit = partial_results.parse_limit(request.args.get("limit"))
+    with db() as session:
+        job = get_job(session, job_id)
+        terminal = JobStatus(job.status) in TERMINAL
+        page = partial_results.read_page(session, current_storage(), job.id, at, limit)
+    response = Response(b"".join(page.lines), status=200, content_type=CONTENT_TYPES["jsonl"])
+    response.headers["X-Records"] = str(len(page.lines))
+    if not (terminal and page.exhausted):
+        response.headers["X-Next-Cursor"] = page.next.encode()
+    return response
 
 
 @bp.get("/<job_id>/errors")

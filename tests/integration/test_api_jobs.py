@@ -249,18 +249,6 @@ def test_the_input_file_must_be_the_tenants_of_purpose_input_with_the_task_field
     assert api.client.get("/v1/jobs", headers=tenant).get_json()["data"] == []
 
 
-def test_dry_run_is_refused_as_not_available_yet(
-    api: ApiClient, tenant: dict[str, str], input_file: str
-) -> None:
-    # when a dry run is asked for
-    r = api.client.post("/v1/jobs?dry_run=true", headers=tenant, json=embed(input_file))
-
-    # then it is a 400 saying so, and no job exists
-    assert r.status_code == 400
-    assert r.get_json()["error"]["code"] == "dry_run_unavailable"
-    assert api.client.get("/v1/jobs", headers=tenant).get_json()["data"] == []
-
-
 def test_the_same_idempotency_key_and_body_return_the_first_job(
     api: ApiClient, tenant: dict[str, str], input_file: str
 ) -> None:

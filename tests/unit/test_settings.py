@@ -41,7 +41,7 @@ def test_a_mapping_is_read_instead_of_the_process_environment(
     s = Settings.from_env({"INFERQ_DATA_DIR": str(tmp_path)})
 
     # then only the mapping counts
-    assert s.batch_tokens == 16384
+    assert s.batch_tokens == 0  # 0: the worker picks by device (worker.inference.batching_for)
 
 
 def test_servers_and_limits_come_from_their_variables(tmp_path: Path) -> None:

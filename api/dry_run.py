@@ -1,0 +1,180 @@
+"""`POST /v1/jobs?dry_run=true`: what a predict job would do, computed synchronously; no job is created.
+
+The input file is read whole up to `MAX_WHOLE_BYTES`; a larger one is sampled (its first `SAMPLE_BYTES`,
+cut at a line end) and the counts are scaled to the file's record count (`sampled: true`). Records are
+parsed exactly as a worker parses a part (`shared.records.parse_part`) and tokenized with the model's own
+tokenizer (only the tokenizer is loaded). The compute estimate divides the tokens the model would see
+(truncated to its max length) by a throughput: the one measured in this tenant's earlier parts on the
+same model (tokens over forward seconds) when there are any, else `DEFAULT_TOKENS_PER_SECOND` (a CPU
+worker on one small encoder; image tasks use `DEFAULT_IMAGES_PER_SECOND`).
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import records as recs
+from shared.models import Job, JobPart
+from shared.registry import ResolvedModel, builtin_path
+from shared.settings import Settings
+from shared.states import PartStatus
+from shared.storage import Storage
+from shared.tasks import IMAGE_CLASSIFICATION, input_fields
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+MAX_WHOLE_BYTES = 20 * 1024 * 1024
+SAMPLE_BYTES = 4 * 1024 * 1024
+FIRST_ERRORS = 10
+DEFAULT_TOKENS_PER_SECOND = 4000.0
+DEFAULT_IMAGES_PER_SECOND = 20.0
+DEFAULT_MAX_LENGTH = 512
+BUCKET_EDGES = (16, 32, 64, 128, 256)
+TOKENIZER_FILES = frozenset(
+    {
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "added_tokens.json",
+        "sentencepiece.bpe.model",
+        "spiece.model",
+    }
+)
+MEASURED_PARTS = 50
+
+
+def bucket_of(tokens: int) -> str:
+    low = 1
+    for edge in BUCKET_EDGES:
+        if tokens <= edge:
+            return f"{low}-{edge}"
+        low = edge + 1
+    return f"{low}+"
+
+
+def empty_histogram() -> dict[str, int]:
+    return {bucket_of(edge): 0 for edge in BUCKET_EDGES} | {bucket_of(BUCKET_EDGES[-1] + 1): 0}
+
+
+def _tokenizer_dir(model: ResolvedModel, storage: Storage, cache_dir: Path) -> Path:
+    """A local folder with the model's tokenizer files only (the weights are never downloaded)."""
+    if model.builtin:
+        return builtin_path(model.name)
+    target = cache_dir / "tokenizers" / model.cache_key
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
+    for key in storage.list(model.source):
+        rel = key[len(model.source) :]
+        if rel in TOKENIZER_FILES:
+            storage.download_to(key, tmp / rel)
+    (tmp / ".complete").touch()
+    try:
+        tmp.rename(target)
+    except OSError:  # another request finished the same download first
+        return target
+    return target
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(folder: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+
+
+def measured_tokens_per_second(session: Session, tenant_id: str, model_ref: str) -> float | None:
+    """Tokens over forward seconds in this tenant's latest finished parts on this model, if any."""
+    rows = session.execute(
+        select(JobPart.stats)
+        .join(Job, Job.id == JobPart.job_id)
+        .where(Job.tenant_id == tenant_id, Job.model == model_ref, JobPart.status == PartStatus.DONE.value)
+        .order_by(JobPart.finished_at.desc())
+        .limit(MEASURED_PARTS)
+    ).scalars()
+    tokens = seconds = 0.0
+    for stats in rows:
+        if stats and stats.get("tokens") and stats.get("forward_seconds"):
+            tokens += float(stats["tokens"])
+            seconds += float(stats["forward_seconds"])
+    return tokens / seconds if tokens and seconds > 0 else None
+
+
+def _read(storage: Storage, key: str, size: int) -> tuple[bytes, bool]:
+    """The file's bytes, or its first SAMPLE_BYTES up to the last line end; and whether it was sampled."""
+    if size <= MAX_WHOLE_BYTES:
+        return b"".join(storage.iter_bytes(key)), False
+    head = b"".join(storage.iter_bytes(key, 0, SAMPLE_BYTES))
+    return head[: head.rfind(b"\n") + 1], True
+
+
+def dry_run(
+    storage: Storage,
+    settings: Settings,
+    model: ResolvedModel,
+    task: str,
+    file_key: str,
+    file_format: str,
+    file_bytes: int,
+    file_records: int,
+    measured: float | None,
+    max_length: int | None = None,
+) -> dict[str, Any]:
+    """The dry-run answer of API.md (plus the throughput it assumed and the tokens it counted)."""
+    data, sampled = _read(storage, file_key, file_bytes)
+    header: list[str] | None = None
+    first_line = 1
+    if file_format == recs.CSV:
+        header = recs.read_header(data[: 1024 * 1024])
+        cut = data.find(b"\n") + 1
+        data, first_line = data[cut:], 2
+    good, bad = recs.parse_part(
+        data, file_format, first_line=first_line, first_record=0, fields=input_fields(task), header=header
+    )
+    seen = len(good) + len(bad)
+    scale = file_records / seen if sampled and seen else 1.0
+    max_length = max_length or int(model.config.get("max_length") or DEFAULT_MAX_LENGTH)
+    histogram = empty_histogram()
+    model_tokens = 0
+    if task == IMAGE_CLASSIFICATION:
+        histogram = {}
+        throughput = {"images_per_second": DEFAULT_IMAGES_PER_SECOND, "source": "default"}
+        seconds = len(good) / DEFAULT_IMAGES_PER_SECOND
+    else:
+        tokenizer = _load_tokenizer(str(_tokenizer_dir(model, storage, settings.model_cache_dir)))
+        texts = [str(r.value) for r in good]
+        for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"] if texts else []:
+            histogram[bucket_of(len(ids))] += 1
+            model_tokens += min(len(ids), max_length)
+        rate = measured or DEFAULT_TOKENS_PER_SECOND
+        throughput = {"tokens_per_second": round(rate, 1), "source": "measured" if measured else "default"}
+        seconds = model_tokens / rate
+    return {
+        "object": "job.dry_run",
+        "task": task,
+        "model": model.ref,
+        "records": file_records if sampled else seen,
+        "bad_records": round(len(bad) * scale),
+        "first_errors": [
+            {"id": e.id, "line": e.line, "error": {"code": e.code, "message": e.message}}
+            for e in bad[:FIRST_ERRORS]
+        ],
+        "token_histogram": {k: round(v * scale) for k, v in histogram.items()},
+        "tokens": round(model_tokens * scale),
+        "estimated_seconds": round(seconds * scale, 3),
+        "throughput": throughput,
+        "sampled": sampled,
+        "sampled_bytes": len(data) if sampled else None,
+    }
