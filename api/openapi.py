@@ -358,12 +358,107 @@ SCHEMAS: dict[str, Schema] = {
             "error_file": _nullable({"type": "string"}),
             "result_model": _nullable({"type": "string"}),
             "metrics": _nullable({"type": "object"}),
+            "reproducibility": {
+                **_nullable(_ref("Manifest")),
+                "description": "predict, evaluate and batch jobs: null until the job is finalized",
+            },
             "error": _nullable(_ref("JobError")),
             "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
             "webhook_url": _nullable({"type": "string"}),
         },
     },
     "JobList": _list_of("Job"),
+    "Manifest": {
+        "type": "object",
+        "description": (
+            "What a rerun needs to match: also served as manifest.json by GET /v1/jobs/{job_id}/manifest"
+        ),
+        "required": [
+            "object",
+            "job",
+            "type",
+            "task",
+            "model",
+            "runtime",
+            "libraries",
+            "batching",
+            "seed",
+            "input_file",
+            "output_file",
+            "error_file",
+        ],
+        "properties": {
+            "object": {"const": "job.manifest"},
+            "job": {"type": "string", "pattern": "^job_"},
+            "type": {"enum": ["predict", "evaluate", "batch"]},
+            "task": {"type": "string"},
+            "model": {
+                "type": "object",
+                "required": ["ref", "name", "version", "version_id", "weights_sha256", "tokenizer_sha256"],
+                "properties": {
+                    "ref": {"type": "string", "description": "name:version"},
+                    "name": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "version_id": {**_nullable({"type": "string"}), "description": "null for built-ins"},
+                    "weights_sha256": _nullable({"type": "string"}),
+                    "tokenizer_sha256": {
+                        **_nullable({"type": "string"}),
+                        "description": (
+                            "sha256 over tokenizer.json, vocab.txt, tokenizer_config.json and"
+                            " special_tokens_map.json (those present: name, newline, sha256 of the bytes);"
+                            " null when the model has none"
+                        ),
+                    },
+                },
+            },
+            "runtime": {
+                "type": "object",
+                "required": ["precision", "device"],
+                "properties": {
+                    "precision": {
+                        **_nullable({"type": "string"}),
+                        "description": "fp32, bf16 or fp16 as the parts ran (comma-joined if they differed)",
+                    },
+                    "device": {
+                        **_nullable({"type": "string"}),
+                        "description": "the device kind: cpu, cuda, mps (comma-joined if they differed)",
+                    },
+                },
+            },
+            "libraries": {
+                "type": "object",
+                "description": "python, torch, transformers and inferq versions (null: not installed)",
+                "additionalProperties": _nullable({"type": "string"}),
+            },
+            "batching": {
+                "type": "object",
+                "required": ["batch_tokens", "max_batch_size", "max_length"],
+                "properties": {
+                    "batch_tokens": {
+                        **_nullable({"type": "integer"}),
+                        "description": "params.batch_tokens or the server's; null: the device default",
+                    },
+                    "max_batch_size": {
+                        **_nullable({"type": "integer"}),
+                        "description": "the server's INFERQ_MAX_BATCH_SIZE; null: the device default",
+                    },
+                    "max_length": {
+                        **_nullable({"type": "integer"}),
+                        "description": "params.max_length; null: the model's",
+                    },
+                },
+            },
+            "seed": _nullable({"type": "integer"}),
+            "input_file": _ref("ManifestFile"),
+            "output_file": _ref("ManifestFile"),
+            "error_file": _ref("ManifestFile"),
+        },
+    },
+    "ManifestFile": {
+        "type": "object",
+        "required": ["id", "sha256"],
+        "properties": {"id": _nullable({"type": "string"}), "sha256": _nullable({"type": "string"})},
+    },
     "DryRun": {
         "type": "object",
         "required": [
@@ -792,6 +887,17 @@ def _paths() -> dict[str, Any]:
                     },
                     "404": _error("job_not_found"),
                     "409": _error("job_not_finished"),
+                },
+                tag="jobs",
+                parameters=[JOB_ID],
+            ),
+        },
+        "/v1/jobs/{job_id}/manifest": {
+            "get": _op(
+                "The job's reproducibility record (manifest.json beside its results)",
+                {
+                    "200": _json(_ref("Manifest"), "the manifest"),
+                    "404": _error("job_not_found, manifest_not_found (the job is not finalized yet)"),
                 },
                 tag="jobs",
                 parameters=[JOB_ID],

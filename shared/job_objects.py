@@ -41,6 +41,7 @@ def job_object(job: Job) -> dict[str, Any]:
         "error_file": job.error_file_id,
         "result_model": job.result_model,
         "metrics": job.metrics,
+        "reproducibility": job.reproducibility,
         "error": error,
         "metadata": job.metadata_ or {},
         "webhook_url": job.webhook_url,

@@ -31,6 +31,11 @@ def job_error_key(tenant_id: str, job_id: str) -> str:
     return f"t/{tenant_id}/jobs/{job_id}/errors.jsonl"
 
 
+def job_manifest_key(tenant_id: str, job_id: str) -> str:
+    """The job's reproducibility record, beside its output and error files."""
+    return f"t/{tenant_id}/jobs/{job_id}/manifest.json"
+
+
 def model_prefix(tenant_id: str, name: str, version: int) -> str:
     return f"t/{tenant_id}/models/{name}/{version}/"
 

@@ -114,6 +114,8 @@ class Job(Base):
     error_file_id: Mapped[str | None] = mapped_column(String(40), default=None)
     result_model: Mapped[str | None] = mapped_column(String(200), default=None)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # What the finalizer recorded to rerun the job the same way (worker.manifest): null until finalized.
+    reproducibility: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error_code: Mapped[str | None] = mapped_column(String(60), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     # When the last control message (plan/finalize) was sent: the reconciler re-sends stale ones.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from shared import jobs, keys, queue
 from shared.db import session_scope
@@ -16,6 +17,7 @@ from shared.models import File, Job, JobPart, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus, PartStatus
 from shared.storage import Storage, get_storage
+from worker import manifest
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,12 @@ def finalize_job(job_id: str, settings: Settings) -> str:
             return status.value
         tenant_id = job.tenant_id
         job_type, model_ref, model_version_id = job.type, job.model, job.model_version_id
+        task, params, input_file_id = job.task, dict(job.params or {}), job.input_file_id
+        input_sha256 = (
+            session.execute(select(File.sha256).where(File.id == input_file_id)).scalar_one_or_none()
+            if input_file_id
+            else None
+        )
         expired = job.error_code == "expired"
         parts = session.execute(
             select(JobPart.output_key, JobPart.error_key, JobPart.completed, JobPart.failed, JobPart.stats)
@@ -122,6 +130,21 @@ def finalize_job(job_id: str, settings: Settings) -> str:
         batching = batching_metrics([p.stats for p in parts])
         if batching:
             extra["metrics"] = batching
+    manifest_key = keys.job_manifest_key(tenant_id, job_id)
+    record: dict[str, Any] | None = None
+    if job_type in manifest.RECORDED_TYPES:
+        files = manifest.ResultHashes(
+            input_file_id=input_file_id,
+            input_sha256=input_sha256,
+            output_file_id=output.id,
+            output_sha256=output.sha256,
+            error_file_id=errors.id,
+            error_sha256=errors.sha256,
+        )
+        record = _reproducibility(
+            settings, storage, job_id, job_type, task, model_ref, model_version_id, params, parts, files
+        )
+        extra["reproducibility"] = record
     if status is JobStatus.FINALIZING:
         target = JobStatus.SUCCEEDED
     else:
@@ -143,10 +166,51 @@ def finalize_job(job_id: str, settings: Settings) -> str:
         if left is None:
             session.rollback()
             return "lost"
+        if record is not None:
+            # Written once this finalizer has won the job's row and before it commits: a duplicate that
+            # lost never overwrites it, and a crash before the commit leaves the job to a rerun.
+            storage.put_bytes(manifest_key, manifest.manifest_bytes(record))
+            jobs.record_event(
+                session,
+                job_id,
+                "manifest",
+                "reproducibility record written",
+                {"key": manifest_key, "output_sha256": output.sha256, "error_sha256": errors.sha256},
+            )
     log.info(
         "job %s %s: %d records, %d errors", job_id, target.value, completed, failed, extra=log_ids(job_id)
     )
     return target.value
+
+
+def _reproducibility(
+    settings: Settings,
+    storage: Storage,
+    job_id: str,
+    job_type: str,
+    task: str,
+    model_ref: str,
+    model_version_id: str | None,
+    params: dict[str, Any],
+    parts: Sequence[Row[Any]],
+    files: manifest.ResultHashes,
+) -> dict[str, Any]:
+    """The job's reproducibility record (worker.manifest), for the exact model version it ran."""
+    from shared.registry import for_job
+
+    with session_scope(settings) as session:
+        model = for_job(session, model_ref, model_version_id)
+    return manifest.build_record(
+        job_id=job_id,
+        job_type=job_type,
+        task=task,
+        model=model,
+        tokenizer_hash=manifest.model_tokenizer_sha256(storage, model),
+        params=params,
+        settings=settings,
+        part_stats=[p.stats for p in parts],
+        files=files,
+    )
 
 
 def _evaluation(

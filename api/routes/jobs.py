@@ -22,7 +22,7 @@ from api.limits import check_live_jobs
 from api.pagination import list_body, page_request, paginate
 from api.routes.files import CONTENT_TYPES, content_response
 from api.serializers import event_object, job_object
-from shared import jobs, queue, registry
+from shared import jobs, keys, queue, registry
 from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
 from shared.ids import new_id
 from shared.models import File, Job, JobEvent
@@ -306,3 +306,20 @@ def _results_page(job_id: str) -> Response:
 @bp.get("/<job_id>/errors")
 def job_errors(job_id: str) -> Response:
     return _job_file_response(job_id, "error_file_id")
+
+
+@bp.get("/<job_id>/manifest")
+def job_manifest(job_id: str) -> Response:
+    """The reproducibility record the finalizer wrote beside the results (404 until it has)."""
+    with db() as session:
+        job = get_job(session, job_id)
+        recorded = job.reproducibility is not None
+        key = keys.job_manifest_key(job.tenant_id, job.id)
+    storage = current_storage()
+    if not recorded or not storage.exists(key):
+        raise NotFound(
+            f"job {job_id} has no manifest yet: it is written when the job is finalized",
+            field="job_id",
+            code="manifest_not_found",
+        )
+    return Response(storage.read_bytes(key), status=200, content_type="application/json")
