@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from shared.errors import InvalidRequest
 from shared.registry import builtin_path
-from tests.helpers.tiny_models import make_tiny_text_classifier
 from tests.e2e.inputs import real_sentences
+from tests.helpers.tiny_models import make_tiny_text_classifier
 from worker import inference
 from worker.inference import (
     PredictionResult,
