@@ -64,11 +64,19 @@ def machine() -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    bf16 = " (AVX512-BF16/AMX: yes)" if _cpu_bf16() else ""
+    return f"{cpu}, {os.cpu_count()} cores{bf16}, torch {torch.__version__} (threads used: see below)"
+
+
+def _cpu_bf16() -> bool:
+    from worker.inference import cpu_has_bf16
+
+    return cpu_has_bf16()
 
 
 def command() -> str:
-    return " ".join([".venv/bin/python", *(shlex.quote(a) for a in sys.argv)])
+    python = ".venv/bin/python" if sys.prefix == str(ROOT / ".venv") else sys.executable
+    return " ".join([python, *(shlex.quote(a) for a in sys.argv)])
 
 
 def best_of(repeats: int, run: Callable[[], float]) -> tuple[float, list[float], list[str]]:

@@ -71,11 +71,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--threads", type=int, default=1, help="the worker's torch threads")
     parser.add_argument("--work-dir", type=Path, default=common.ROOT / "benchmarks" / ".work" / "memory")
     args = parser.parse_args()
     rows = []
     peaks: dict[int, float] = {}
-    with Stack(args.work_dir) as stack:
+    with Stack(args.work_dir, extra_env={"INFERQ_TORCH_THREADS": str(args.threads)}) as stack:
         stack.serve()
         client = Client(stack.url, stack.key, timeout=3600)
         warm_id = client.upload(common.write_jsonl(args.work_dir / "warm.jsonl", common.texts(100))).id
@@ -96,8 +97,9 @@ def main() -> int:
             assert job.status == "succeeded", job.raw
             stack.stop(f"worker{n}")
             peaks[size] = sampler.peak
+            parts = len([e for e in client.events(job.id) if e["kind"] == "part_done"])
             rows.append(
-                f"| {size} | {job.raw['parts_total'] if 'parts_total' in job.raw else '—'} | {seconds:.1f} s "
+                f"| {size} | {parts} | {seconds:.1f} s "
                 f"| {size / seconds:.1f} | {sampler.peak:.0f} MiB | {load} |"
             )
             print(rows[-1], file=sys.stderr)
