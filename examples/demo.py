@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,23 +282,24 @@ def shorten(text: str, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 1].rstrip() + "…"
 
 
-def main() -> int:
+def run_demo(data_dir: Path, body: Callable[[Client], None], timeout: float = 60.0) -> int:
+    """Start `inferq up` in a fresh `data_dir`, make a key, run `body` with a client, then stop the server."""
     logging.basicConfig(level=logging.WARNING)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop)
-    shutil.rmtree(DATA_DIR, ignore_errors=True)
-    DATA_DIR.mkdir(parents=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "INFERQ_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
-    log_path = DATA_DIR / "up.log"
+    env = {**os.environ, "INFERQ_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    log_path = data_dir / "up.log"
     proc = start_server(port, env, log_path)
     try:
         wait_ready(base_url, proc)
         key = create_key(env)
-        with Client(base_url, key) as client:
-            report(client, run_job(client))
+        with Client(base_url, key, timeout=timeout) as client:
+            body(client)
         return 0
     except (DemoError, ClientError) as e:
         say(f"demo failed: {e}")
@@ -311,6 +313,10 @@ def main() -> int:
         return 128 + e.signum
     finally:
         stop_server(proc)
+
+
+def main() -> int:
+    return run_demo(DATA_DIR, lambda client: report(client, run_job(client)))
 
 
 if __name__ == "__main__":

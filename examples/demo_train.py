@@ -20,10 +20,6 @@ any failure.
 from __future__ import annotations
 
 import json
-import logging
-import os
-import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,19 +33,12 @@ from demo import (  # noqa: E402
     OUTPUT_DIR,
     QUEUED_TIMEOUT,
     DemoError,
-    Stopped,
-    _stop,
-    create_key,
-    free_port,
     read_lines,
+    run_demo,
     say,
-    start_server,
-    stop_server,
-    tail,
-    wait_ready,
 )
 
-from shared.client import Client, ClientError, Job  # noqa: E402
+from shared.client import Client, Job  # noqa: E402
 from shared.progress import ProgressBar, summarize  # noqa: E402
 
 DATA_DIR = ROOT / ".inferq" / "demo-train"
@@ -232,39 +221,14 @@ def summary(results: dict[str, dict[str, Any]]) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop)
-    shutil.rmtree(DATA_DIR, ignore_errors=True)
-    DATA_DIR.mkdir(parents=True)
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "INFERQ_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
-    log_path = DATA_DIR / "up.log"
-    proc = start_server(port, env, log_path)
-    try:
-        wait_ready(base_url, proc)
-        key = create_key(env)
-        with Client(base_url, key, timeout=60) as client:
-            results = {
-                "digits (cnn-small)": digits_demo(client),
-                "Chinese reviews (scratch)": chinese_demo(client),
-            }
+    def body(client: Client) -> None:
+        results = {
+            "digits (cnn-small)": digits_demo(client),
+            "Chinese reviews (scratch)": chinese_demo(client),
+        }
         summary(results)
-        return 0
-    except (DemoError, ClientError) as e:
-        say(f"demo failed: {e}")
-        say(f"server output ({log_path}):\n{tail(log_path)}")
-        return 1
-    except KeyboardInterrupt:
-        say("interrupted")
-        return 128 + signal.SIGINT
-    except Stopped as e:
-        say(f"stopped by {e}")
-        return 128 + e.signum
-    finally:
-        stop_server(proc)
+
+    return run_demo(DATA_DIR, body)
 
 
 if __name__ == "__main__":
