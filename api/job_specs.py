@@ -226,11 +226,13 @@ def check_fields(body: dict[str, Any], known: frozenset[str], kind: str, require
             raise _invalid(f"{key} is required", key, "field_required")
 
 
-def parse_predict(body: dict[str, Any]) -> PredictSpec:
-    """Every check a predict body can fail without the database, in a fixed order; the first failure wins."""
-    check_fields(body, PREDICT_FIELDS, "predict", PREDICT_REQUIRED)
+def parse_model_job(
+    body: dict[str, Any], kind: str, known: frozenset[str], required: tuple[str, ...], tasks: tuple[str, ...]
+) -> PredictSpec:
+    """A body that runs a model over an input file (predict, evaluate); the first failure wins."""
+    check_fields(body, known, kind, required)
     return PredictSpec(
-        task=_choice(body["task"], "task", PREDICT_TASKS),
+        task=_choice(body["task"], "task", tasks),
         model=_string(body["model"], "model", MAX_REF_LENGTH),
         input_file=_string(body["input_file"], "input_file", 100),
         params=parse_params(body.get("params")),
@@ -239,3 +241,8 @@ def parse_predict(body: dict[str, Any]) -> PredictSpec:
         webhook_url=parse_webhook_url(body.get("webhook_url")),
         completion_window_seconds=parse_completion_window(body.get("completion_window")),
     )
+
+
+def parse_predict(body: dict[str, Any]) -> PredictSpec:
+    """Every check a predict body can fail without the database, in a fixed order; the first failure wins."""
+    return parse_model_job(body, "predict", PREDICT_FIELDS, PREDICT_REQUIRED, PREDICT_TASKS)

@@ -25,6 +25,7 @@ from typing import Any
 from api.job_specs import (
     MAX_REF_LENGTH,
     PRIORITY_RANGE,
+    PredictSpec,
     _choice,
     _int,
     _invalid,
@@ -32,7 +33,7 @@ from api.job_specs import (
     check_fields,
     parse_completion_window,
     parse_metadata,
-    parse_params,
+    parse_model_job,
     parse_webhook_url,
 )
 from shared.tasks import IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
@@ -124,16 +125,8 @@ class TrainSpec:
     completion_window_seconds: int | None = None
 
 
-@dataclass(frozen=True)
-class EvaluateSpec:
-    task: str
-    model: str
-    input_file: str
-    params: dict[str, Any] = field(default_factory=dict)
-    priority: int = 0
-    metadata: dict[str, str] = field(default_factory=dict)
-    webhook_url: str | None = None
-    completion_window_seconds: int | None = None
+# An evaluate body has the shape of a predict body: a model over a (labelled) input file.
+EvaluateSpec = PredictSpec
 
 
 def _float(value: Any, name: str, low: float, high: float) -> float:
@@ -204,14 +197,4 @@ def parse_train(body: dict[str, Any]) -> TrainSpec:
 
 
 def parse_evaluate(body: dict[str, Any]) -> EvaluateSpec:
-    check_fields(body, EVALUATE_FIELDS, "evaluate", EVALUATE_REQUIRED)
-    return EvaluateSpec(
-        task=_choice(body["task"], "task", EVALUATE_TASKS),
-        model=_string(body["model"], "model", MAX_REF_LENGTH),
-        input_file=_string(body["input_file"], "input_file", 100),
-        params=parse_params(body.get("params")),
-        priority=0 if body.get("priority") is None else _int(body["priority"], "priority", *PRIORITY_RANGE),
-        metadata=parse_metadata(body.get("metadata")),
-        webhook_url=parse_webhook_url(body.get("webhook_url")),
-        completion_window_seconds=parse_completion_window(body.get("completion_window")),
-    )
+    return parse_model_job(body, "evaluate", EVALUATE_FIELDS, EVALUATE_REQUIRED, EVALUATE_TASKS)
