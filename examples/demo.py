@@ -228,10 +228,10 @@ def nearest(matrix: np.ndarray[Any, np.dtype[np.float32]], row: int, k: int) -> 
     return [(int(i), float(scores[i])) for i in order]
 
 
-def run_job(client: Client) -> Job:
-    say(f"uploading {INPUT.relative_to(ROOT)} and submitting an {TASK} job on {MODEL}")
-    job = client.submit_file(INPUT, task=TASK, model=MODEL, metadata={"source": "examples/demo.py"})
-    say(f"job {job.id} {job.status}")
+def follow(client: Client, job: Job, what: str = "") -> Job:
+    """Wait, showing progress as `inferq wait` does (epochs and metrics of train jobs); must succeed."""
+    label = f" ({what})" if what else ""
+    say(f"job {job.id}{label} {job.status}")
     bar = ProgressBar(sys.stderr)
 
     def on_progress(current: Job) -> None:
@@ -245,8 +245,14 @@ def run_job(client: Client) -> Job:
         bar.finish()
     say(summarize(final, bar.elapsed))
     if not final.succeeded:
-        raise DemoError(f"job {final.id} ended {final.status}")
+        raise DemoError(f"job {final.id}{label} ended {final.status}")
     return final
+
+
+def run_job(client: Client) -> Job:
+    say(f"uploading {INPUT.relative_to(ROOT)} and submitting an {TASK} job on {MODEL}")
+    job = client.submit_file(INPUT, task=TASK, model=MODEL, metadata={"source": "examples/demo.py"})
+    return follow(client, job)
 
 
 def report(client: Client, job: Job) -> None:

@@ -31,19 +31,16 @@ for path in (ROOT, ROOT / "examples"):
 
 from demo import (  # noqa: E402
     OUTPUT_DIR,
-    QUEUED_TIMEOUT,
-    DemoError,
+    follow,
     read_lines,
     run_demo,
     say,
 )
 
 from shared.client import Client, Job  # noqa: E402
-from shared.progress import ProgressBar, summarize  # noqa: E402
 
 DATA_DIR = ROOT / ".inferq" / "demo-train"
 EXAMPLES = ROOT / "examples" / "data"
-JOB_TIMEOUT = 900.0
 IMAGE_TASK = "image-classification"
 TEXT_TASK = "text-classification"
 # Digits: fewer epochs than the default 20, still ~98%; reviews: the default 4 (~80%, the labels are noisy).
@@ -56,26 +53,6 @@ ZH_SENTENCES = [
     "房间又小又脏，服务态度很差，再也不会住了。",  # noqa: RUF001 (Chinese punctuation)
     "这本书内容空洞，浪费时间，不推荐购买。",  # noqa: RUF001 (Chinese punctuation)
 ]
-
-
-def follow(client: Client, job: Job, what: str) -> Job:
-    """Wait, showing progress as `inferq wait` does (epochs and metrics of train jobs); must succeed."""
-    say(f"job {job.id} ({what}) {job.status}")
-    bar = ProgressBar(sys.stderr)
-
-    def on_progress(current: Job) -> None:
-        bar.update(current)
-        if current.status == "queued" and bar.elapsed > QUEUED_TIMEOUT:
-            raise DemoError(f"job {current.id} still queued after {QUEUED_TIMEOUT:.0f}s: no worker took it")
-
-    try:
-        final = client.wait(job.id, poll=0.5, timeout=JOB_TIMEOUT, on_progress=on_progress)
-    finally:
-        bar.finish()
-    say(summarize(final, bar.elapsed))
-    if not final.succeeded:
-        raise DemoError(f"job {final.id} ({what}) ended {final.status}")
-    return final
 
 
 def epochs_table(job: Job) -> None:
