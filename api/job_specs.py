@@ -61,7 +61,8 @@ PREDICT_REQUIRED = ("task", "model", "input_file")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OUTPUT_FORMATS = ("jsonl",)
 INT_PARAMS = {"batch_tokens": (64, 1_000_000), "max_length": (1, 8192), "top_k": (1, 1000)}
-PARAMS = (*INT_PARAMS, "normalize", "output_format", "precision")
+BOOL_PARAMS = ("normalize", "cache", "explain")
+PARAMS = (*INT_PARAMS, *BOOL_PARAMS, "output_format", "precision")
 
 PRIORITY_RANGE = (0, 9)
 MAX_METADATA_KEYS = 16
@@ -144,9 +145,9 @@ def parse_params(value: Any) -> dict[str, Any]:
         if key in INT_PARAMS:
             low, high = INT_PARAMS[key]
             params[key] = _int(item, name, low, high)
-        elif key == "normalize":
+        elif key in BOOL_PARAMS:
             if not isinstance(item, bool):
-                raise _invalid("params.normalize must be true or false", name, "invalid_type")
+                raise _invalid(f"{name} must be true or false", name, "invalid_type")
             params[key] = item
         elif key == "output_format":
             if item == "parquet":

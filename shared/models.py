@@ -83,6 +83,8 @@ class File(Base):
     storage_key: Mapped[str] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(40), default=None)  # the job that produced it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Retention: after this the bytes are deleted from storage and the row goes (worker.retention).
+    delete_after: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
     __table_args__ = (Index("ix_files_tenant_id_id", "tenant_id", "id"),)
 
@@ -121,6 +123,13 @@ class Job(Base):
     # When the last control message (plan/finalize) was sent: the reconciler re-sends stale ones.
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A retry child (`POST /v1/jobs/{id}/retry`): its parent and which records it re-runs.
+    parent_job_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    retry_of: Mapped[str | None] = mapped_column(String(20), default=None)  # errored|expired|cancelled
+    # `"model": "train:<job_id>"`: the predict job stays queued until that training job succeeds.
+    waits_for_job_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    # Retention: after this the job's objects (parts, results, manifest) are deleted (worker.retention).
+    delete_after: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
     __table_args__ = (Index("ix_jobs_tenant_id_id", "tenant_id", "id"),)
 
@@ -224,4 +233,15 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ResultCache(Base):
+    """Earlier results per tenant (`params.cache: true`): key = sha256 of model version, task params and
+    the normalized input; result = the output line without its id (worker.result_cache)."""
+
+    __tablename__ = "result_cache"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
