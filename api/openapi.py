@@ -358,6 +358,13 @@ SCHEMAS: dict[str, Schema] = {
             "error_file": _nullable({"type": "string"}),
             "result_model": _nullable({"type": "string"}),
             "metrics": _nullable({"type": "object"}),
+            "throughput": {
+                **_nullable(_ref("Throughput")),
+                "description": (
+                    "prediction jobs: while working, rates over the last minute and the ETA; once "
+                    "finished, the average over the whole run; null for train jobs and before a job starts"
+                ),
+            },
             "reproducibility": {
                 **_nullable(_ref("Manifest")),
                 "description": "predict, evaluate and batch jobs: null until the job is finalized",
@@ -368,6 +375,22 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "JobList": _list_of("Job"),
+    "Throughput": {
+        "type": "object",
+        "properties": {
+            "window_seconds": {
+                "type": "number",
+                "description": "the span measured (at most 60 s while working)",
+            },
+            "records_per_second": {"type": "number"},
+            "tokens_per_second": _nullable({"type": "number"}),
+            "eta_seconds": _nullable({"type": "number"}),
+            "padding_ratio": _nullable(
+                {"type": "number", "description": "padding / padded token slots of the batches measured"}
+            ),
+            "running_workers": {"type": "array", "items": {"type": "string"}},
+        },
+    },
     "Manifest": {
         "type": "object",
         "description": (

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shared.models import Job
+from shared.throughput import overall_throughput
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -20,7 +21,11 @@ def timestamp(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_object(job: Job) -> dict[str, Any]:
+def job_object(job: Job, throughput: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`throughput`: the live rates of a running job (shared.throughput.live_throughput); a finished
+    prediction job shows its average over the whole run."""
+    if throughput is None and job.type != "train":
+        throughput = overall_throughput(job)
     error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
     return {
         "id": job.id,
@@ -41,6 +46,7 @@ def job_object(job: Job) -> dict[str, Any]:
         "error_file": job.error_file_id,
         "result_model": job.result_model,
         "metrics": job.metrics,
+        "throughput": throughput,
         "reproducibility": job.reproducibility,
         "error": error,
         "metadata": job.metadata_ or {},

@@ -22,7 +22,7 @@ from api.limits import check_live_jobs
 from api.pagination import list_body, page_request, paginate
 from api.routes.files import CONTENT_TYPES, content_response
 from api.serializers import event_object, job_object
-from shared import jobs, keys, queue, registry
+from shared import jobs, keys, queue, registry, throughput
 from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
 from shared.ids import new_id
 from shared.models import File, Job, JobEvent
@@ -35,6 +35,7 @@ bp = require_auth(Blueprint("jobs", __name__, url_prefix="/v1/jobs"))
 
 MAX_BODY_BYTES = 1024 * 1024
 FILTER_TYPES = ("predict", "train", "evaluate", "batch")
+LIVE_RATES = frozenset({JobStatus.RUNNING.value, JobStatus.FINALIZING.value, JobStatus.CANCELLING.value})
 
 
 def get_job(session: Session, job_id: str) -> Job:
@@ -213,13 +214,21 @@ def list_jobs() -> dict[str, Any]:
         stmt = stmt.where(Job.type == job_type)
     with db() as session:
         result = paginate(session, stmt, Job.id, page)
-        return list_body([job_object(j) for j in result.items], result.has_more, result.next_cursor)
+        data = [_with_throughput(session, j) for j in result.items]
+        return list_body(data, result.has_more, result.next_cursor)
+
+
+def _with_throughput(session: Session, job: Job) -> dict[str, Any]:
+    """The job object; a job that is working gets its rates over the last minute and its ETA."""
+    working = job.status in LIVE_RATES and job.type != "train"
+    live = throughput.live_throughput(session, job) if working else None
+    return job_object(job, live)
 
 
 @bp.get("/<job_id>")
 def get_job_route(job_id: str) -> dict[str, Any]:
     with db() as session:
-        return job_object(get_job(session, job_id))
+        return _with_throughput(session, get_job(session, job_id))
 
 
 @bp.get("/<job_id>/events")
