@@ -8,7 +8,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from api import limits
-from api.context import SETTINGS_KEY
+from api.context import SETTINGS_KEY, close_read_db
 from api.errors import register_error_handlers
 from api.metrics import AppMetrics
 from api.routes import batches, embeddings, files, jobs, models, ops, ui, webhooks
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_SLACK
     app.url_map.strict_slashes = False
     register_error_handlers(app)
+    app.teardown_request(close_read_db)
     AppMetrics(settings).install(app)
     limits.install(app, settings)
     for blueprint in (files.bp, jobs.bp, models.bp, ops.bp, batches.bp, embeddings.bp, webhooks.bp, ui.bp):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
-from api.context import db
+from api.context import read_db
 from api.limits import check_rate_limit
 from shared.errors import InferqError
 from shared.tenants import tenant_for_key
@@ -24,7 +24,7 @@ def authenticate() -> None:
         raise Unauthorized(
             "missing API key: send the header 'Authorization: Bearer <api key>'", code="missing_api_key"
         )
-    with db() as session:
+    with read_db() as session:
         tenant = tenant_for_key(session, key)
     if tenant is None:
         raise Unauthorized("the API key is unknown or revoked", code="invalid_api_key")

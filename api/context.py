@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
+from shared.db import open_read_session, session_scope
 from shared.settings import Settings
 from shared.storage import Storage, get_storage
 
@@ -39,6 +39,27 @@ def db() -> Iterator[Session]:
     """One transaction on the app's database: commits on success, rolls back on error."""
     with session_scope(current_settings()) as session:
         yield session
+
+
+READ_SESSION = "inferq_read_session"
+
+
+@contextmanager
+def read_db() -> Iterator[Session]:
+    """Reads only (autocommit, no transaction), for polls and lookups that must be cheap: one
+    connection per request, shared by authentication and the route, closed when the request ends."""
+    session = g.get(READ_SESSION)
+    if session is None:
+        session = open_read_session(current_settings())
+        setattr(g, READ_SESSION, session)
+    yield session
+
+
+def close_read_db(_error: BaseException | None = None) -> None:
+    """`teardown_request`: return the request's read connection to the pool."""
+    session = g.pop(READ_SESSION, None)
+    if session is not None:
+        session.close()
 
 
 def tenant_id() -> str:

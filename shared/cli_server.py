@@ -115,7 +115,14 @@ def models_import(folder: Path, name: str, task: str, tenant: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=16, show_default=True, type=int)
-def serve(host: str, port: int, threads: int) -> None:
+@click.option(
+    "--connection-limit",
+    default=2000,
+    show_default=True,
+    type=int,
+    help="Open connections served at once (pollers keep theirs open); more wait in the backlog.",
+)
+def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     """Run the HTTP API (waitress)."""
     import waitress
 
@@ -131,6 +138,11 @@ def serve(host: str, port: int, threads: int) -> None:
         host=host,
         port=port,
         threads=threads,
+        # waitress accepts only 100 connections by default: a 101st keep-alive poller waits in the
+        # kernel's queue for seconds. poll() instead of select() lifts the 1024-descriptor ceiling.
+        connection_limit=connection_limit,
+        backlog=2048,
+        asyncore_use_poll=True,
         max_request_body_size=settings.max_upload_bytes + 1024 * 1024,
         ident="inferq",
         clear_untrusted_proxy_headers=True,

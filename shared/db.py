@@ -78,3 +78,27 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def open_read_session(settings: Settings | None = None) -> Session:
+    """A session for reads only, in autocommit: no BEGIN and COMMIT round trips (a poll of a job is
+    one SELECT), and each statement sees what is committed. Anything written would commit at once:
+    do not write through it. The caller closes it."""
+    session = _factory(settings)()
+    session.info[SETTINGS_INFO] = settings or get_settings()
+    try:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    except BaseException:
+        session.close()
+        raise
+    return session
+
+
+@contextmanager
+def read_scope(settings: Settings | None = None) -> Iterator[Session]:
+    """`open_read_session` for the length of a `with` block."""
+    session = open_read_session(settings)
+    try:
+        yield session
+    finally:
+        session.close()
