@@ -26,7 +26,7 @@ def test_finished_and_running_parts_give_the_rate_over_the_last_minute() -> None
     # When the rates are measured for a job with 10,000 records left
     rates = measure(samples, job_started_at=ago(600), remaining=10_000, now=NOW)
 
-    # Then the window counts 1,000 + 1,200 × 30/60 + 300 = 1,900 records in 60 s
+    # Then the window counts 1,000 + 1,200 * 30/60 + 300 = 1,900 records in 60 s
     assert rates["window_seconds"] == 60.0
     assert rates["records_per_second"] == round(1900 / 60, 2)
     # tokens per record of the finished parts (20 per record) times the record rate
