@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.context import current_settings
 from api.idempotency import Idempotency, create_once, request_hash
 from api.serializers import job_object
-from shared import jobs, registry
+from shared import jobs, registry, retention
 from shared.errors import NotFound
-from shared.models import Job, ModelVersion
+from shared.models import Job, ModelVersion, utcnow
 
 SUBMIT_ENDPOINT = "POST /v1/jobs"
 
@@ -31,9 +32,18 @@ def lock_model_version(
         raise NotFound(f"model {ref or model.ref!r} does not exist", field=field_name, code="model_not_found")
 
 
-def insert_job(session: Session, job: Job, window_seconds: int, *, mark_sent: bool = True) -> Job:
-    """The job row as `queued` (with its event), its completion window, and, unless the caller sends
+def insert_job(
+    session: Session,
+    job: Job,
+    window_seconds: int,
+    *,
+    mark_sent: bool = True,
+    retention_days: int | None = None,
+) -> Job:
+    """The job row as `queued` (with its event), its completion window, when its data is deleted
+    (`retention_days`, None: the server's default; shared.retention), and, unless the caller sends
     its own first message, the time its plan message is due (the reconciler re-sends a lost one)."""
+    job.delete_after = retention.delete_after(utcnow(), retention_days, current_settings())
     jobs.create(session, job)
     job.expires_at = job.created_at + timedelta(seconds=window_seconds)
     if mark_sent:
@@ -44,9 +54,15 @@ def insert_job(session: Session, job: Job, window_seconds: int, *, mark_sent: bo
 
 
 def create_job_once(
-    tenant: str, idem_key: str | None, body: dict[str, Any], create: Callable[[Session], dict[str, Any]]
+    tenant: str,
+    idem_key: str | None,
+    body: dict[str, Any],
+    create: Callable[[Session], dict[str, Any]],
+    *,
+    endpoint: str = SUBMIT_ENDPOINT,
 ) -> tuple[dict[str, Any], bool]:
-    """Run `create` once per Idempotency-Key; a replay answers the first job's current object."""
+    """Run `create` once per Idempotency-Key (keys are per `endpoint`); a replay answers the first job's
+    current object."""
 
     def replay(session: Session, existing_id: str) -> dict[str, Any] | None:
         job = session.execute(
@@ -54,4 +70,4 @@ def create_job_once(
         ).scalar_one_or_none()
         return None if job is None else job_object(job)
 
-    return create_once(Idempotency(tenant, SUBMIT_ENDPOINT, idem_key, request_hash(body)), create, replay)
+    return create_once(Idempotency(tenant, endpoint, idem_key, request_hash(body)), create, replay)

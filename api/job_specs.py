@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from shared.errors import InvalidRequest
-from shared.tasks import PREDICT_TASKS
+from shared.settings import MAX_RETENTION_DAYS
+from shared.tasks import IMAGE_CLASSIFICATION, PREDICT_TASKS, TEXT_CLASSIFICATION
 
 JOB_TYPES = ("predict", "train", "evaluate")
 AVAILABLE_JOB_TYPES = ("predict", "train", "evaluate")
@@ -54,6 +55,7 @@ PREDICT_FIELDS = frozenset(
         "metadata",
         "webhook_url",
         "completion_window",
+        "retention_days",
     }
 )
 PREDICT_REQUIRED = ("task", "model", "input_file")
@@ -63,6 +65,8 @@ OUTPUT_FORMATS = ("jsonl",)
 INT_PARAMS = {"batch_tokens": (64, 1_000_000), "max_length": (1, 8192), "top_k": (1, 1000)}
 BOOL_PARAMS = ("normalize", "cache", "explain")
 PARAMS = (*INT_PARAMS, *BOOL_PARAMS, "output_format", "precision")
+# Tasks whose predict jobs can add explanations to each line (worker.explain).
+EXPLAIN_TASKS = (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)
 
 PRIORITY_RANGE = (0, 9)
 MAX_METADATA_KEYS = 16
@@ -85,6 +89,7 @@ class PredictSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     webhook_url: str | None = None
     completion_window_seconds: int | None = None  # None: the server's default
+    retention_days: int | None = None  # None: the server's INFERQ_RETENTION_DAYS; 0: kept until deleted
 
 
 def _invalid(message: str, name: str, code: str = "invalid_value") -> InvalidRequest:
@@ -210,6 +215,13 @@ def parse_completion_window(value: Any) -> int | None:
     return seconds
 
 
+def parse_retention_days(value: Any, name: str = "retention_days") -> int | None:
+    """Days until the job's (or file's) data is deleted: 0 (kept until deleted) to 36500; null = default."""
+    if value is None:
+        return None
+    return _int(value, name, 0, MAX_RETENTION_DAYS)
+
+
 def check_fields(body: dict[str, Any], known: frozenset[str], kind: str, required: tuple[str, ...]) -> None:
     """Server-set fields, then unknown fields, then missing required ones: the first failure wins."""
     for key in sorted(body):
@@ -227,20 +239,40 @@ def check_fields(body: dict[str, Any], known: frozenset[str], kind: str, require
             raise _invalid(f"{key} is required", key, "field_required")
 
 
+def check_explain(params: dict[str, Any], kind: str, task: str) -> dict[str, Any]:
+    """`params.explain: true` only on predict jobs of a task that can explain (evaluate jobs refuse it:
+    their output is scored, not read); `false` is accepted anywhere it is accepted at all."""
+    if not params.get("explain"):
+        return params
+    if kind != "predict":
+        raise _invalid(
+            f"params.explain applies to predict jobs, not {kind} jobs", "params.explain", "unsupported_param"
+        )
+    if task not in EXPLAIN_TASKS:
+        raise _invalid(
+            f"params.explain is available for {' and '.join(EXPLAIN_TASKS)} jobs, not {task}",
+            "params.explain",
+            "unsupported_param",
+        )
+    return params
+
+
 def parse_model_job(
     body: dict[str, Any], kind: str, known: frozenset[str], required: tuple[str, ...], tasks: tuple[str, ...]
 ) -> PredictSpec:
     """A body that runs a model over an input file (predict, evaluate); the first failure wins."""
     check_fields(body, known, kind, required)
+    task = _choice(body["task"], "task", tasks)
     return PredictSpec(
-        task=_choice(body["task"], "task", tasks),
+        task=task,
         model=_string(body["model"], "model", MAX_REF_LENGTH),
         input_file=_string(body["input_file"], "input_file", 100),
-        params=parse_params(body.get("params")),
+        params=check_explain(parse_params(body.get("params")), kind, task),
         priority=0 if body.get("priority") is None else _int(body["priority"], "priority", *PRIORITY_RANGE),
         metadata=parse_metadata(body.get("metadata")),
         webhook_url=parse_webhook_url(body.get("webhook_url")),
         completion_window_seconds=parse_completion_window(body.get("completion_window")),
+        retention_days=parse_retention_days(body.get("retention_days")),
     )
 
 

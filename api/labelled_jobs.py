@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api import model_refs
 from api.context import current_settings, plausible_id, tenant_id
 from api.job_rows import create_job_once, insert_job, lock_model_version
 from api.limits import check_live_jobs
@@ -155,6 +156,7 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
             ),
             window,
             mark_sent=False,
+            retention_days=spec.retention_days,
         )
         records = int(training.records or 0)
         jobs.plan_single_part(
@@ -189,8 +191,7 @@ def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any
 
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
-        model = registry.resolve(session, tenant, spec.model, spec.task)
-        lock_model_version(session, model, "model")
+        model = model_refs.resolve(session, tenant, spec.model, spec.task)
         f = labelled_file(session, spec.input_file, spec.task, "input_file")
         job = insert_job(
             session,
@@ -209,11 +210,13 @@ def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any
                 webhook_url=spec.webhook_url,
             ),
             window,
+            retention_days=spec.retention_days,
         )
-        return job_object(job)
+        return job_object(model_refs.start_waiting(session, job, model))
 
     resource, replayed = create_job_once(tenant, idem_key, body, create)
     if not replayed:
-        queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
+        if resource.get("waiting_for") is None:  # a waiting job is planned once its training job ends
+            queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
         log.info("evaluate job %s queued: %s on %s", resource["id"], resource["model"], spec.input_file)
     return resource

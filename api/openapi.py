@@ -16,6 +16,7 @@ from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from api.serializers import BATCH_STATUS
 from shared.batch_lines import COMPLETION_WINDOWS, ENDPOINTS
 from shared.openai_embeddings import ENCODING_FORMATS
+from shared.settings import MAX_RETENTION_DAYS
 from shared.states import JobStatus
 from shared.tasks import PREDICT_TASKS
 
@@ -59,6 +60,17 @@ def _int_param(low: int, high: int, description: str) -> Schema:
 
 
 UNIX_TIME: Schema = {"type": "integer", "description": "Unix seconds"}
+RETENTION_DAYS: Schema = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": MAX_RETENTION_DAYS,
+    "description": "days until its data is deleted from storage (0: kept until deleted); "
+    "omitted: the server's INFERQ_RETENTION_DAYS (30 by default)",
+}
+DELETE_AFTER: Schema = {
+    **_nullable(TIMESTAMP),
+    "description": "when its bytes and row are deleted (retention); null: kept until deleted",
+}
 EMBEDDINGS_INPUT: Schema = {
     "oneOf": [
         {"type": "string", "minLength": 1},
@@ -243,6 +255,7 @@ SCHEMAS: dict[str, Schema] = {
             "sha256": {"type": "string", "description": "hex digest of the bytes"},
             "created_at": TIMESTAMP,
             "status": {"const": "processed", "description": "OpenAI's file status: stored and scanned"},
+            "delete_after": DELETE_AFTER,
         },
     },
     "FileList": _list_of("File"),
@@ -265,6 +278,32 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "parquet is answered 400 unsupported_output_format for now",
             },
             "precision": {"enum": list(PRECISIONS), "description": "auto: bf16/fp16 on GPU, fp32 on CPU"},
+            "cache": {
+                "type": "boolean",
+                "default": False,
+                "description": (
+                    "predict jobs: serve records from this tenant's earlier results with the same model "
+                    "version, the same output-changing params (all but batch_tokens and output_format; "
+                    "precision as run) and the same input (text: Unicode NFC, trimmed; images: the "
+                    "decoded pixels, for `image` and `image_key` alike), and store what is computed. "
+                    "Lines are identical to computed ones, with each record's own id. The job's "
+                    "`metrics` gain cache_hits and cache_misses, its events a `result_cache` entry."
+                ),
+            },
+            "explain": {
+                "type": "boolean",
+                "default": False,
+                "description": (
+                    "text-classification and image-classification predict jobs only (400 "
+                    "unsupported_param elsewhere, evaluate jobs included): each line also explains its "
+                    "predicted label. Text: `explanation` {label, tokens (the tokenizer's word pieces, "
+                    "special tokens dropped), attributions (gradient x input per token), method "
+                    "gradient_x_input}. Images: `saliency` {label, png_base64 (grayscale PNG of "
+                    "|gradient| per pixel of the model's input, at most 64x64), width, height, method "
+                    "gradient}. Adds a forward and a backward pass per batch (about 3x the compute), "
+                    "run in fp32 whatever the precision."
+                ),
+            },
         },
     },
     "JobCreate": {
@@ -281,7 +320,14 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "type": {"const": "predict"},
             "task": {"enum": list(PREDICT_TASKS)},
-            "model": {"type": "string", "description": "name (latest ready version) or name:version"},
+            "model": {
+                "type": "string",
+                "description": (
+                    "name (latest ready version), name:version, or train:<job_id>: the model a train job "
+                    "of the same task makes (a succeeded one resolves at once; an unfinished one makes this "
+                    "job wait, queued, and run once it succeeds, or fail with training_failed)"
+                ),
+            },
             "input_file": {
                 "type": "string",
                 "description": "a file of purpose input holding the task's field",
@@ -299,6 +345,7 @@ SCHEMAS: dict[str, Schema] = {
                 "pattern": "^[0-9]+[smhd]$",
                 "description": "e.g. 24h (the default): the job expires if not finished by then",
             },
+            "retention_days": RETENTION_DAYS,
         },
     },
     "JobError": {
@@ -334,7 +381,18 @@ SCHEMAS: dict[str, Schema] = {
             "type": {"enum": [*JOB_TYPES], "description": "batch: made by POST /v1/batches"},
             "task": {"type": "string"},
             "status": {"enum": [s.value for s in JobStatus]},
-            "model": {"type": "string", "description": "the resolved name:version"},
+            "waiting_for": {
+                **_nullable({"type": "string"}),
+                "description": "the training job a queued job with model train:<job_id> waits for",
+            },
+            "status_reason": {
+                **_nullable({"type": "string"}),
+                "description": "a sentence saying why the job is in its state (while it waits for training)",
+            },
+            "model": {
+                "type": "string",
+                "description": "the resolved name:version (train:<job_id> while the job waits for it)",
+            },
             "input_file": _nullable({"type": "string"}),
             "params": {"type": "object"},
             "priority": {"type": "integer"},
@@ -342,6 +400,7 @@ SCHEMAS: dict[str, Schema] = {
             "started_at": _nullable(TIMESTAMP),
             "finished_at": _nullable(TIMESTAMP),
             "expires_at": _nullable(TIMESTAMP),
+            "delete_after": DELETE_AFTER,
             "progress": {
                 "type": "object",
                 "required": ["total", "completed", "failed"],
@@ -372,9 +431,32 @@ SCHEMAS: dict[str, Schema] = {
             "error": _nullable(_ref("JobError")),
             "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
             "webhook_url": _nullable({"type": "string"}),
+            "parent_job": {
+                **_nullable({"type": "string"}),
+                "description": "a retry child (POST /v1/jobs/{job_id}/retry): the job it reruns records of",
+            },
+            "retry_of": _nullable({"enum": ["errored", "expired", "cancelled"]}),
         },
     },
     "JobList": _list_of("Job"),
+    "RetryCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["only"],
+        "properties": {
+            "only": {
+                "enum": ["errored", "expired", "cancelled"],
+                "description": (
+                    "errored: the records in the job's error file; expired / cancelled: the records of "
+                    "the parts that never ran because the job expired / was cancelled"
+                ),
+            },
+            "completion_window": {
+                "type": "string",
+                "description": "e.g. 24h; default: the parent's window",
+            },
+        },
+    },
     "Throughput": {
         "type": "object",
         "properties": {
@@ -739,6 +821,7 @@ def _paths() -> dict[str, Any]:
                                 "properties": {
                                     "file": {"type": "string", "format": "binary"},
                                     "purpose": {"enum": UPLOAD_PURPOSES},
+                                    "retention_days": RETENTION_DAYS,
                                 },
                             }
                         }
@@ -797,10 +880,16 @@ def _paths() -> dict[str, Any]:
                     "400": _error(
                         "invalid_json, unknown_field, forbidden_field, field_required, invalid_type, "
                         "invalid_value, unsupported_job_type, model_task_mismatch, invalid_file_purpose, "
-                        "unsupported_output_format"
+                        "not_a_train_job (model train:<job_id> names a job that is not a train job), "
+                        "unsupported_output_format, unsupported_param (params.explain on a task or job "
+                        "type that cannot explain)"
                     ),
-                    "404": _error("model_not_found, file_not_found"),
-                    "409": _error("idempotency_conflict"),
+                    "404": _error("model_not_found, file_not_found, job_not_found (model train:<job_id>)"),
+                    "409": _error(
+                        "idempotency_conflict; training_failed: model train:<job_id> names a train job "
+                        "that failed, was cancelled or expired (the message says why); "
+                        "training_not_finished: dry_run with model train:<job_id> before it succeeded"
+                    ),
                     "413": _error("request_too_large (over 1 MiB)"),
                     "422": _error(
                         "missing_field: the input file has no record field / column the task reads"
@@ -839,6 +928,16 @@ def _paths() -> dict[str, Any]:
                 tag="jobs",
                 parameters=[JOB_ID],
             ),
+            "delete": _op(
+                "Delete an ended job and everything it stored (parts, results, manifest, checkpoints)",
+                {
+                    "200": _json(_ref("Deleted"), "deleted: its objects and rows are gone; GET answers 404"),
+                    "404": _error("job_not_found"),
+                    "409": _error("job_not_finished (cancel it first) or job_in_use (a live job needs it)"),
+                },
+                tag="jobs",
+                parameters=[JOB_ID],
+            ),
         },
         "/v1/jobs/{job_id}/events": {
             "get": _op(
@@ -850,6 +949,29 @@ def _paths() -> dict[str, Any]:
                 },
                 tag="jobs",
                 parameters=[JOB_ID, *PAGE_PARAMS],
+            ),
+        },
+        "/v1/jobs/{job_id}/retry": {
+            "post": _op(
+                "Retry only what failed: a child job over some of the job's records, same ids",
+                {
+                    "202": _json(
+                        _ref("Job"),
+                        "the child job (parent_job, retry_of); its input is built from the parent when it"
+                        " is planned, and its retry_input event says how many records it runs and how"
+                        " many cannot be retried because they do not parse",
+                    ),
+                    "400": _error("invalid_json, unknown_field, field_required, invalid_value (only)"),
+                    "404": _error("job_not_found"),
+                    "409": _error(
+                        "job_not_finished, job_not_retryable (not a predict job), job_not_expired / "
+                        "job_not_cancelled, nothing_to_retry, input_file_missing, error_file_missing, "
+                        "model_not_found, idempotency_conflict"
+                    ),
+                },
+                tag="jobs",
+                parameters=[JOB_ID, IDEMPOTENCY],
+                body={"required": True, "content": {"application/json": {"schema": _ref("RetryCreate")}}},
             ),
         },
         "/v1/jobs/{job_id}/cancel": {
@@ -882,9 +1004,12 @@ def _paths() -> dict[str, Any]:
                         },
                         "content": JSONL_CONTENT,
                     },
-                    "400": _error("invalid_cursor, invalid_value (limit)"),
+                    "400": _error("invalid_cursor, invalid_value (limit, merged; merged with cursor)"),
                     "404": _error("job_not_found"),
-                    "409": _error("job_not_finished (whole-file mode only)"),
+                    "409": _error(
+                        "job_not_finished (whole-file mode only); retry_not_finished (merged: a retry of"
+                        " the job has not ended)"
+                    ),
                 },
                 tag="jobs",
                 parameters=[
@@ -895,6 +1020,13 @@ def _paths() -> dict[str, Any]:
                         {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
                         "paged mode: lines per page",
                     ),
+                    _query(
+                        "merged",
+                        {"type": "boolean", "default": False},
+                        "the output with the lines of the job's ended retries (POST .../retry) in place of"
+                        " the records they reran, in input order (header X-Retry-Jobs); a job without"
+                        " retries: its output",
+                    ),
                 ],
             ),
         },
@@ -904,7 +1036,8 @@ def _paths() -> dict[str, Any]:
                 {
                     "200": {
                         "description": (
-                            '{"id","line","error":{"code","message"}} per bad record; empty if none'
+                            '{"id","line","index","error":{"code","message"}} per bad record (index:'
+                            " its 0-based position among the records); empty if none"
                         ),
                         "content": JSONL_CONTENT,
                     },

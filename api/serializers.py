@@ -25,6 +25,7 @@ def file_object(f: File) -> dict[str, Any]:
         "sha256": f.sha256,
         "created_at": timestamp(f.created_at),
         "status": "processed",  # OpenAI's file status: stored, scanned and ready to use
+        "delete_after": timestamp(f.delete_after),  # null: kept until deleted (shared.retention)
     }
 
 

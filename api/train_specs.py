@@ -34,6 +34,7 @@ from api.job_specs import (
     parse_completion_window,
     parse_metadata,
     parse_model_job,
+    parse_retention_days,
     parse_webhook_url,
 )
 from shared.tasks import IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
@@ -98,7 +99,9 @@ FLOAT_HYPERPARAMETERS = {"learning_rate": (1e-7, 1.0), "warmup_ratio": (0.0, 0.5
 TEXT_ONLY = ("max_length",)
 CNN_ONLY = ("image_size",)
 
-COMMON_FIELDS = frozenset({"type", "task", "priority", "metadata", "webhook_url", "completion_window"})
+COMMON_FIELDS = frozenset(
+    {"type", "task", "priority", "metadata", "webhook_url", "completion_window", "retention_days"}
+)
 TRAIN_FIELDS = COMMON_FIELDS | {
     "base_model",
     "training_file",
@@ -123,6 +126,7 @@ class TrainSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     webhook_url: str | None = None
     completion_window_seconds: int | None = None
+    retention_days: int | None = None  # None: the server's default; 0: kept until deleted
 
 
 # An evaluate body has the shape of a predict body: a model over a (labelled) input file.
@@ -193,6 +197,7 @@ def parse_train(body: dict[str, Any]) -> TrainSpec:
         metadata=parse_metadata(body.get("metadata")),
         webhook_url=parse_webhook_url(body.get("webhook_url")),
         completion_window_seconds=parse_completion_window(body.get("completion_window")),
+        retention_days=parse_retention_days(body.get("retention_days")),
     )
 
 

@@ -1,4 +1,4 @@
-"""Client commands of the CLI: submit, status, wait, download, cancel, jobs, events.
+"""Client commands of the CLI: submit, status, wait, download, cancel, retry, jobs, events.
 
 Each talks to a running server through `shared.client.Client`. The server and the key come from
 `--url` / `--api-key` or the INFERQ_URL / INFERQ_API_KEY environment variables, read when the
@@ -222,6 +222,11 @@ def register_client_commands(group: click.Group) -> None:
         help="Write lines as the job's parts finish (in input order) until the job is over.",
     )
     @click.option(
+        "--merged",
+        is_flag=True,
+        help="The results with the lines of the job's retries (`inferq retry`) in place, in input order.",
+    )
+    @click.option(
         "--poll",
         type=click.FloatRange(min=0.1),
         default=2.0,
@@ -235,23 +240,26 @@ def register_client_commands(group: click.Group) -> None:
         output: Path,
         errors_to: Path | None,
         follow: bool,
+        merged: bool,
         poll: float,
         url: str,
         api_key: str | None,
         http_timeout: float,
     ) -> None:
         """Download a job's results (and its per-record errors)."""
+        if follow and merged:
+            fail("invalid_value", "--merged reads ended jobs; it cannot be used with --follow")
         with make_client(url, api_key, http_timeout) as client:
             if follow:
                 written_lines = _follow_to(client, job_id, output, poll)
                 click.echo(f"results: {output} ({written_lines:,} lines)", err=True)
             elif str(output) == "-":
                 out = sys.stdout.buffer
-                for record in client.iter_results(job_id):
+                for record in client.iter_results(job_id, merged=merged):
                     out.write(orjson.dumps(record) + b"\n")
                 out.flush()
             else:
-                written = client.download(job_id, output)
+                written = client.download(job_id, output, merged=merged)
                 click.echo(f"results: {written} ({written.stat().st_size:,} bytes)", err=True)
             if errors_to is not None:
                 written = client.download(job_id, errors_to, errors=True)
@@ -266,6 +274,53 @@ def register_client_commands(group: click.Group) -> None:
         with make_client(url, api_key, http_timeout) as client:
             job = client.cancel(job_id)
         click.echo(short_status(job))
+
+    @group.command()
+    @click.argument("job_id", metavar="JOB")
+    @client_options
+    @reports_errors
+    def delete(job_id: str, url: str, api_key: str | None, http_timeout: float) -> None:
+        """Delete an ended job and everything it stored (results, parts, manifest) now."""
+        with make_client(url, api_key, http_timeout) as client:
+            client.delete_job(job_id)
+        click.echo(f"{job_id} deleted")
+
+    @group.command()
+    @click.argument("job_id", metavar="JOB")
+    @click.option(
+        "--only",
+        type=click.Choice(["errored", "expired", "cancelled"]),
+        default="errored",
+        show_default=True,
+        help="Which records: those in the error file, or those an expired or cancelled job never ran.",
+    )
+    @click.option("--idempotency-key", help="Retrying again with the same key returns the same job.")
+    @click.option("--wait", "wait_", is_flag=True, help="Wait for the retry and show its progress.")
+    @click.option("--poll", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+    @client_options
+    @reports_errors
+    def retry(
+        job_id: str,
+        only: str,
+        idempotency_key: str | None,
+        wait_: bool,
+        poll: float,
+        url: str,
+        api_key: str | None,
+        http_timeout: float,
+    ) -> None:
+        """Run a job's errored (or expired / cancelled) records again as a new job, with the same ids.
+
+        Prints the new job's id; `inferq download JOB --merged` then gives the whole output in order.
+        """
+        with make_client(url, api_key, http_timeout) as client:
+            job = client.retry(job_id, only, idempotency_key=idempotency_key)
+            click.echo(job.id)
+            if not wait_:
+                return
+            final, elapsed = follow(client, job.id, poll=poll, timeout=None, quiet=False)
+        click.echo(summarize(final, elapsed), err=True)
+        raise click.exceptions.Exit(exit_status(final))
 
     @group.command()
     @click.option("--status", "status_", help="Only jobs in this state.")

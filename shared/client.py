@@ -168,6 +168,12 @@ def error_from_response(status: int, body: bytes) -> ApiError:
 # Objects --------------------------------------------------------------------------------------
 
 
+def _results_path(job_id: str, errors: bool, merged: bool) -> str:
+    if errors:
+        return f"/v1/jobs/{job_id}/errors"
+    return f"/v1/jobs/{job_id}/results" + ("?merged=true" if merged else "")
+
+
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -278,6 +284,15 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """The job exactly as the server sent it."""
         return dict(self.raw)
+
+    @property
+    def parent_job(self) -> str | None:
+        """A retry child's parent (`Client.retry`), else None."""
+        return _opt_str(self.raw.get("parent_job"))
+
+    @property
+    def retry_of(self) -> str | None:
+        return _opt_str(self.raw.get("retry_of"))
 
 
 @dataclass(frozen=True)
@@ -456,6 +471,10 @@ class Client:
         """Stream a file's bytes to `path`."""
         return self._stream_to(f"/v1/files/{file_id}/content", path)
 
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        """Delete a file and its bytes now; 409 while a job that has not ended reads it."""
+        return dict(self._json("DELETE", f"/v1/files/{file_id}"))
+
     # Jobs ----------------------------------------------------------------------------------------
 
     def create_job(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
@@ -554,6 +573,23 @@ class Client:
     def cancel(self, job_id: str) -> Job:
         return Job.from_dict(self._json("POST", f"/v1/jobs/{job_id}/cancel", retry=False))
 
+    def retry(self, job_id: str, only: str = "errored", *, idempotency_key: str | None = None) -> Job:
+        """A child job over the job's `errored`, `expired` or `cancelled` records, with the same ids; read
+        the whole with `download(job_id, path, merged=True)` or `iter_results(job_id, merged=True)`."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        data = self._json(
+            "POST",
+            f"/v1/jobs/{job_id}/retry",
+            retry=idempotency_key is not None,
+            json={"only": only},
+            headers=headers,
+        )
+        return Job.from_dict(data)
+
+    def delete_job(self, job_id: str) -> dict[str, Any]:
+        """Delete an ended job and everything it stored (parts, results, manifest) now; 409 while it runs."""
+        return dict(self._json("DELETE", f"/v1/jobs/{job_id}"))
+
     def wait(
         self,
         job_id: str,
@@ -574,15 +610,19 @@ class Client:
                 raise WaitTimeout(f"{job_id} is still {job.status} after {timeout:g}s", job)
             time.sleep(poll)
 
-    def download(self, job_id: str, path: str | os.PathLike[str], *, errors: bool = False) -> Path:
-        """Stream the job's output file (or its error file with `errors=True`) to `path`."""
-        which = "errors" if errors else "results"
-        return self._stream_to(f"/v1/jobs/{job_id}/{which}", path)
+    def download(
+        self, job_id: str, path: str | os.PathLike[str], *, errors: bool = False, merged: bool = False
+    ) -> Path:
+        """Stream the job's output file (or its error file with `errors=True`) to `path`; `merged=True`:
+        the output with its retries' lines in place (`retry`)."""
+        return self._stream_to(_results_path(job_id, errors, merged), path)
 
-    def iter_results(self, job_id: str, *, errors: bool = False) -> Iterator[dict[str, Any]]:
-        """The job's output lines (or error lines), decoded one at a time as they stream in."""
-        which = "errors" if errors else "results"
-        with self._stream(f"/v1/jobs/{job_id}/{which}") as response:
+    def iter_results(
+        self, job_id: str, *, errors: bool = False, merged: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The job's output lines (or error lines), decoded one at a time as they stream in; `merged=True`:
+        with its retries' lines in place."""
+        with self._stream(_results_path(job_id, errors, merged)) as response:
             for line in response.iter_lines():
                 if line.strip():
                     yield orjson.loads(line)

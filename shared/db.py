@@ -18,11 +18,14 @@ SETTINGS_INFO = "inferq_settings"
 
 
 def make_engine(database_url: str) -> Engine:
+    # hide_parameters: a database error (logged, or in a traceback) never shows the values of its
+    # statement, which can be tenants' data (file names, cached results); the SQL itself is kept.
     if database_url.startswith("sqlite"):
         engine = create_engine(
             database_url,
             connect_args={"timeout": 30, "check_same_thread": False},
             pool_pre_ping=True,
+            hide_parameters=True,
         )
 
         @event.listens_for(engine, "connect")
@@ -35,7 +38,9 @@ def make_engine(database_url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        database_url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
 
 
 def _factory(settings: Settings | None) -> sessionmaker[Session]:

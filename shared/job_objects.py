@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.models import Job
 from shared.throughput import overall_throughput
+from shared.training_waits import waiting_reason
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -27,12 +28,15 @@ def job_object(job: Job, throughput: dict[str, Any] | None = None) -> dict[str, 
     if throughput is None and job.type != "train":
         throughput = overall_throughput(job)
     error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
+    waiting = job.waits_for_job_id if job.status == "queued" else None  # model `train:<job_id>`
     return {
         "id": job.id,
         "object": "job",
         "type": job.type,
         "task": job.task,
         "status": job.status,
+        "waiting_for": waiting,
+        "status_reason": waiting_reason(waiting) if waiting else None,
         "model": job.model or None,  # a train job from scratch has no base model
         "input_file": job.input_file_id,
         "params": job.params or {},
@@ -41,6 +45,7 @@ def job_object(job: Job, throughput: dict[str, Any] | None = None) -> dict[str, 
         "started_at": timestamp(job.started_at),
         "finished_at": timestamp(job.finished_at),
         "expires_at": timestamp(job.expires_at),
+        "delete_after": timestamp(job.delete_after),  # null: kept until deleted (shared.retention)
         "progress": {"total": job.total, "completed": job.completed, "failed": job.failed},
         "output_file": job.output_file_id,
         "error_file": job.error_file_id,
@@ -51,4 +56,6 @@ def job_object(job: Job, throughput: dict[str, Any] | None = None) -> dict[str, 
         "error": error,
         "metadata": job.metadata_ or {},
         "webhook_url": job.webhook_url,
+        "parent_job": job.parent_job_id,  # a retry child: the job whose records it runs again
+        "retry_of": job.retry_of,  # errored | expired | cancelled
     }

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from shared import webhooks
+from shared import registry, training_waits, webhooks
+from shared.errors import InferqError, NotFound
 from shared.ids import new_id
-from shared.models import Job, JobEvent, JobPart, utcnow
+from shared.job_objects import timestamp
+from shared.models import Job, JobEvent, JobPart, ModelVersion, WebhookDelivery, utcnow
 from shared.states import TERMINAL, WORKING, JobStatus, PartStatus, sources_of
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,9 @@ def create(session: Session, job: Job) -> Job:
     job.updated_at = now
     session.add(job)
     session.flush()
-    record_event(session, job.id, "state", "job created", to_status=JobStatus.QUEUED.value)
+    # Retention (shared.retention): when the job's objects and rows are deleted; null = kept until deleted.
+    retention = {"delete_after": timestamp(job.delete_after)}
+    record_event(session, job.id, "state", "job created", retention, to_status=JobStatus.QUEUED.value)
     return job
 
 
@@ -116,6 +120,7 @@ def transition(
     record_event(session, job_id, "state", message, data, from_status=current, to_status=to.value)
     if to in TERMINAL:  # the job's webhook: an outbox row now, the message once this transaction commits
         webhooks.on_terminal(session, job_id, to.value)
+        settle_waiting(session, job_id)  # jobs whose model is `train:<job_id>`
     return current
 
 
@@ -163,10 +168,19 @@ def set_plan(session: Session, job_id: str, specs: list[PartSpec], total: int) -
     return True
 
 
-def claim_part(session: Session, part_id: str, owner: str, lease_seconds: int) -> Lease | None:
+def claim_part(
+    session: Session,
+    part_id: str,
+    owner: str,
+    lease_seconds: int,
+    *,
+    scheduled: dict[str, Any] | None = None,
+) -> Lease | None:
     """Take the lease on a part: it must be queued, or running under a lease that has lapsed.
 
     The fencing token grows on every claim, so a worker that lost its lease can no longer write.
+    `scheduled`: why fair share ran this part instead of the one its message named (`claim_fair_part`),
+    added to the part_started event.
     """
     now = utcnow()
     part = session.get(JobPart, part_id)
@@ -210,7 +224,7 @@ def claim_part(session: Session, part_id: str, owner: str, lease_seconds: int) -
         part.job_id,
         "part_started",
         f"part {part.index} started on {owner}",
-        {"part": part.index, "worker": owner, "attempt": attempt},
+        {"part": part.index, "worker": owner, "attempt": attempt, **(scheduled or {})},
     )
     return Lease(part_id=part_id, job_id=part.job_id, token=token, attempt=attempt)
 
@@ -532,4 +546,345 @@ def set_final_metrics(session: Session, job_id: str, metrics: dict[str, Any]) ->
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.FINALIZING.value)
         .values(metrics=metrics, updated_at=utcnow())
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Train then predict: a job whose model is `train:<job_id>` stays queued, unplanned, until that job ends
+# (shared.training_waits).
+
+
+def wait_for_training(session: Session, job_id: str, training_job_id: str) -> None:
+    """A new job starts waiting for a training job that has not ended yet."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .values(waits_for_job_id=training_job_id, updated_at=utcnow())
+    )
+    record_event(
+        session,
+        job_id,
+        "waiting",
+        f"waiting for training job {training_job_id}",
+        {"training_job": training_job_id},
+    )
+
+
+def _training_cause(training_job_id: str, training: Any) -> str:
+    """Why a training job gave no model, for the jobs that waited for it."""
+    if training is None:
+        return f"training job {training_job_id} no longer exists"
+    status = JobStatus(training.status)
+    if status is JobStatus.CANCELLED:
+        return f"training job {training_job_id} was cancelled"
+    cause = f": {training.error_message}" if training.error_message else ""
+    return f"training job {training_job_id} {status.value}{cause}"
+
+
+def settle_waiting(session: Session, training_job_id: str) -> list[str]:
+    """Settle the jobs still waiting for a training job that has ended (or no longer exists).
+
+    Succeeded: each waiting job gets the trained version as its model, stops waiting, and its plan
+    message goes once this transaction commits. Any other end: each fails with `training_failed` and the
+    training job's cause. Returns the ids of the jobs settled; nothing while the training job still runs.
+    """
+    waiting = list(
+        session.execute(
+            select(Job.id).where(
+                Job.waits_for_job_id == training_job_id, Job.status == JobStatus.QUEUED.value
+            )
+        ).scalars()
+    )
+    if not waiting:
+        return []
+    training = session.execute(
+        select(Job.status, Job.tenant_id, Job.task, Job.result_model, Job.error_message).where(
+            Job.id == training_job_id
+        )
+    ).one_or_none()
+    if training is not None and JobStatus(training.status) not in TERMINAL:
+        return []
+    code, cause = training_waits.TRAINING_FAILED, _training_cause(training_job_id, training)
+    if training is not None and training.status == JobStatus.SUCCEEDED.value:
+        try:
+            model = _trained_version(session, training)
+        except InferqError as e:
+            code, cause = e.code, f"training job {training_job_id} succeeded, but {e.message}"
+        else:
+            return _release(session, training_job_id, waiting, model.ref, model.version_id)
+    settled = []
+    for job_id in waiting:
+        left = transition(
+            session,
+            job_id,
+            JobStatus.FAILED,
+            sources=frozenset({JobStatus.QUEUED}),
+            message=cause,
+            data={"code": code, "training_job": training_job_id},
+            error_code=code,
+            error_message=cause,
+        )
+        if left is not None:
+            settled.append(job_id)
+    if settled:
+        log.info("jobs %s failed: %s", settled, cause)
+    return settled
+
+
+def _trained_version(session: Session, training: Any) -> registry.ResolvedModel:
+    """The version a succeeded training job registered, locked against a concurrent delete (which then
+    sees the jobs that run on it)."""
+    model = registry.resolve(session, training.tenant_id, training.result_model or "", training.task)
+    status = session.execute(
+        select(ModelVersion.status).where(ModelVersion.id == model.version_id).with_for_update()
+    ).scalar_one_or_none()
+    if status != "ready":
+        raise NotFound(f"model {model.ref!r} does not exist", code="model_not_found")
+    return model
+
+
+def _release(
+    session: Session, training_job_id: str, waiting: list[str], ref: str, version_id: str | None
+) -> list[str]:
+    """Point the waiting jobs at the trained version; their plan messages go after the commit."""
+    now = utcnow()
+    released = []
+    for job_id in waiting:
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.waits_for_job_id == training_job_id,
+                Job.status == JobStatus.QUEUED.value,
+            )
+            .values(
+                model=ref, model_version_id=version_id, waits_for_job_id=None, sent_at=now, updated_at=now
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        record_event(
+            session,
+            job_id,
+            "training_done",
+            f"training job {training_job_id} succeeded; running on {ref}",
+            {"training_job": training_job_id, "model": ref},
+        )
+        released.append(job_id)
+    training_waits.plan_after_commit(session, released)
+    if released:
+        log.info("jobs %s released: training job %s made %s", released, training_job_id, ref)
+    return released
+
+
+def delete_job(session: Session, job_id: str) -> bool:
+    """Remove an ended job's rows: its events, parts, webhook deliveries and the job row itself.
+
+    Not a state change (terminal states never change): the caller (shared.retention) has deleted its
+    objects and result files first. False, with nothing deleted, unless the job exists and has ended.
+    """
+    status = session.execute(
+        select(Job.status).where(Job.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+    if status is None or JobStatus(status) not in TERMINAL:
+        return False
+    session.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+    session.execute(delete(JobPart).where(JobPart.job_id == job_id))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job_id))
+    result = session.execute(delete(Job).where(Job.id == job_id, Job.status == status))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Retry children (`POST /v1/jobs/{id}/retry`): the child is created queued without an input file; its
+# planner builds the input from the parent (worker.retry_input) and attaches it here.
+
+
+def record_retry(session: Session, parent_id: str, child_id: str, only: str, records: int) -> None:
+    """The events of a new retry child: `retried` on the parent, `retry_of` on the child. `records`: how
+    many the child covers at most (its `retry_input` event says how many it runs)."""
+    data = {"parent_job": parent_id, "child_job": child_id, "only": only, "records": records}
+    record_event(
+        session, parent_id, "retried", f"its {only} records ({records}) run again as job {child_id}", data
+    )
+    record_event(
+        session, child_id, "retry_of", f"runs the {only} records ({records}) of job {parent_id} again", data
+    )
+
+
+def attach_retry_input(
+    session: Session, job_id: str, file_id: str, records: int, unretryable: int, message: str
+) -> bool:
+    """Give a working retry child the input its planner built, once; False when another planner did first
+    or the job stopped meanwhile."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.input_file_id.is_(None),
+            Job.status.in_([s.value for s in WORKING]),
+        )
+        .values(input_file_id=file_id, total=records, updated_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    record_event(
+        session,
+        job_id,
+        "retry_input",
+        message,
+        {"records": records, "unretryable": unretryable, "input_file": file_id},
+    )
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fair share: a run_part message is permission to run one inference part; which part runs is decided here,
+# so one tenant's big job cannot starve another tenant's small one, and priority orders a tenant's jobs.
+
+TRAIN_JOB_TYPE = "train"  # its one part runs on the training queue (shared.queue.part_task), not here
+FAIR_CANDIDATES = 4  # fairest parts tried (compare-and-set) before the message's own part
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A part fair share may run next."""
+
+    part_id: str
+    job_id: str
+    tenant_id: str
+    priority: int
+    created_at: datetime  # the job's
+
+
+def next_parts(session: Session, limit: int = FAIR_CANDIDATES) -> list[Candidate]:
+    """The next fresh part (queued, never attempted) of up to `limit` inference jobs, fairest first.
+
+    Tenants in turn: fewest parts running, then least recently served (the latest part start among its
+    inference jobs that have not ended; never served comes first), then the one waiting longest. Within a
+    tenant: the highest job priority, then the oldest job; within a job the lowest part index (results
+    stream in input order). One query, a row per unfinished job, whose per-job lookups read job_parts by
+    job_id (never the history of ended jobs).
+    """
+    parts = aliased(JobPart)
+    of_job = parts.job_id == Job.id
+    fresh = and_(of_job, parts.status == PartStatus.QUEUED.value, parts.attempts == 0)
+    rows = session.execute(
+        select(
+            Job.id,
+            Job.tenant_id,
+            Job.priority,
+            Job.created_at,
+            Job.status,
+            select(parts.id).where(fresh).order_by(parts.index).limit(1).scalar_subquery(),
+            select(func.count()).where(of_job, parts.status == PartStatus.RUNNING.value).scalar_subquery(),
+            select(func.max(parts.started_at)).where(of_job).scalar_subquery(),
+        ).where(Job.type != TRAIN_JOB_TYPE, Job.status.in_([s.value for s in JobStatus if s not in TERMINAL]))
+    ).tuples()
+    shares: dict[str, _Share] = {}
+    waiting: list[Candidate] = []
+    for job_id, tenant_id, priority, created_at, status, first_fresh, running, started in rows:
+        shares.setdefault(tenant_id, _Share(first_job=created_at)).add(int(running or 0), started, created_at)
+        if first_fresh is not None and JobStatus(status) in WORKING:
+            waiting.append(Candidate(first_fresh, job_id, tenant_id, priority, created_at))
+    waiting.sort(key=lambda c: (shares[c.tenant_id].key(c.tenant_id), -c.priority, c.created_at, c.job_id))
+    return waiting[:limit]
+
+
+@dataclass
+class _Share:
+    """What a tenant is getting now: parts running, its latest part start, its oldest unfinished job."""
+
+    first_job: datetime
+    running: int = 0
+    last_start: datetime | None = None
+
+    def add(self, running: int, started: datetime | None, created_at: datetime) -> None:
+        self.running += running
+        if started is not None and (self.last_start is None or started > self.last_start):
+            self.last_start = started
+        self.first_job = min(self.first_job, created_at)
+
+    def key(self, tenant_id: str) -> tuple[int, bool, datetime, datetime, str]:
+        never = self.last_start is None
+        return (self.running, not never, self.last_start or self.first_job, self.first_job, tenant_id)
+
+
+def claim_fair_part(
+    session: Session, hint_part_id: str, owner: str, lease_seconds: int, *, redelivered: bool = False
+) -> Lease | None:
+    """Claim the part a run_part message should run now; None: nothing for it to run.
+
+    The message names a part (`hint_part_id`), but is permission to run one part: every part planned,
+    released or re-sent has a message of its own, so messages never fall short of the waiting parts, and
+    a part run for another part's message leaves its own message for the part that was passed over.
+    - The named part was tried before (a retry after a failure, a lapsed lease): run it, as today (the
+      retry keeps its backoff, a lost worker's part its redelivery; `next_parts` never offers it).
+    - A broker's redelivered copy (`redelivered`) whose part runs under a live lease: nothing, a copy.
+    - Otherwise the fairest fresh part (`next_parts`), the next one if another worker won the race,
+      then the named part itself. A part run instead of the named one says why in its part_started event
+      (`scheduled`), and the named part's job, held back, gets one `held_back` event the first time.
+    """
+    hint = session.get(JobPart, hint_part_id)
+    hint_job = session.get(Job, hint.job_id) if hint is not None else None
+    waiting: Job | None = None  # the named part's job, when that part could run now (held back if not)
+    if hint is not None and hint_job is not None and JobStatus(hint_job.status) in WORKING:
+        lapsed = hint.status == PartStatus.RUNNING.value and (
+            hint.lease_expires_at is None or hint.lease_expires_at < utcnow()
+        )
+        retry = hint.status == PartStatus.QUEUED.value and hint.attempts > 0
+        if hint_job.type == TRAIN_JOB_TYPE or lapsed or retry:
+            return claim_part(session, hint_part_id, owner, lease_seconds)
+        if redelivered and hint.status == PartStatus.RUNNING.value:
+            return None
+        if hint.status == PartStatus.QUEUED.value:
+            waiting = hint_job
+    for candidate in next_parts(session):
+        scheduled = None if candidate.part_id == hint_part_id else _scheduled(hint, waiting, candidate)
+        lease = claim_part(session, candidate.part_id, owner, lease_seconds, scheduled=scheduled)
+        if lease is not None:
+            if waiting is not None and candidate.job_id != waiting.id:
+                _held_back(session, waiting, candidate)
+            return lease
+    return claim_part(session, hint_part_id, owner, lease_seconds) if waiting is not None else None
+
+
+def _scheduled(hint: JobPart | None, waiting: Job | None, candidate: Candidate) -> dict[str, Any]:
+    """Why `candidate` runs for the message of `hint` (never another tenant's ids)."""
+    if hint is None or waiting is None:
+        return {"scheduled": "spare_message"}  # the named part had run already, or its job stopped
+    if candidate.tenant_id != waiting.tenant_id:
+        return {"scheduled": "fair_share"}
+    if candidate.job_id == waiting.id:
+        return {"scheduled": "input_order", "hint_part": hint.index}
+    reason = "priority" if candidate.priority > waiting.priority else "job_order"
+    return {"scheduled": reason, "hint_job": waiting.id, "hint_part": hint.index}
+
+
+def _held_back(session: Session, job: Job, candidate: Candidate) -> None:
+    """The first time a job's part waits while another job's part runs for its message: one event."""
+    seen = session.execute(
+        select(JobEvent.id).where(JobEvent.job_id == job.id, JobEvent.kind == "held_back").limit(1)
+    ).first()
+    if seen is not None:
+        return
+    if candidate.tenant_id != job.tenant_id:
+        record_event(
+            session,
+            job.id,
+            "held_back",
+            "another tenant's job runs first (fair share); this job's parts run in turn",
+            {"reason": "fair_share"},
+        )
+        return
+    if candidate.priority > job.priority:
+        reason, why = "priority", f"job {candidate.job_id} (priority {candidate.priority}) runs first"
+    else:
+        reason, why = "job_order", f"job {candidate.job_id}, submitted earlier, runs first"
+    record_event(
+        session,
+        job.id,
+        "held_back",
+        why,
+        {"reason": reason, "job": candidate.job_id, "priority": candidate.priority},
     )

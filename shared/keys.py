@@ -36,6 +36,16 @@ def job_manifest_key(tenant_id: str, job_id: str) -> str:
     return f"t/{tenant_id}/jobs/{job_id}/manifest.json"
 
 
+def retry_input_key(tenant_id: str, job_id: str) -> str:
+    """A retry child's input: the parent's records to run again, one JSONL line each with its id."""
+    return f"t/{tenant_id}/jobs/{job_id}/retry/input.jsonl"
+
+
+def retry_map_key(tenant_id: str, job_id: str) -> str:
+    """A retry child's position map: per input line, where it goes in the parent (shared.retry_merge)."""
+    return f"t/{tenant_id}/jobs/{job_id}/retry/map.jsonl"
+
+
 def model_prefix(tenant_id: str, name: str, version: int) -> str:
     return f"t/{tenant_id}/models/{name}/{version}/"
 

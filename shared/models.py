@@ -161,7 +161,12 @@ class JobPart(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (UniqueConstraint("job_id", "index", name="uq_job_parts_job_id_index"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "index", name="uq_job_parts_job_id_index"),
+        # Fair share (shared.jobs.next_parts): a job's next fresh part, its running parts, its latest start.
+        Index("ix_job_parts_job_id_status_attempts_index", "job_id", "status", "attempts", "index"),
+        Index("ix_job_parts_job_id_started_at", "job_id", "started_at"),
+    )
 
 
 class JobEvent(Base):
@@ -238,7 +243,8 @@ class IdempotencyKey(Base):
 
 class ResultCache(Base):
     """Earlier results per tenant (`params.cache: true`): key = sha256 of model version, task params and
-    the normalized input; result = the output line without its id (worker.result_cache)."""
+    the normalized input; result = the output line without its id, each field as its exact JSON text
+    (worker.result_cache)."""
 
     __tablename__ = "result_cache"
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)

@@ -28,12 +28,16 @@ TASK_FINALIZE = "inferq.finalize_job"
 TASK_RECONCILE = "inferq.reconcile"
 TASK_TRAIN = "inferq.train_job"
 TASK_WEBHOOK = "inferq.deliver_webhook"
+TASK_RETENTION = "inferq.retention_sweep"
+# How often beat runs the retention sweep (worker.retention): deletions happen within this of their time.
+RETENTION_SWEEP_SECONDS = 300
 
 TASK_QUEUES = {
     TASK_PLAN: QUEUE_CONTROL,
     TASK_FINALIZE: QUEUE_CONTROL,
     TASK_RECONCILE: QUEUE_CONTROL,
     TASK_WEBHOOK: QUEUE_CONTROL,
+    TASK_RETENTION: QUEUE_CONTROL,
     TASK_RUN_PART: QUEUE_INFERENCE,
     TASK_TRAIN: QUEUE_TRAINING,
 }
@@ -76,7 +80,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": TASK_RECONCILE,
                 "schedule": float(settings.reconcile_interval_seconds),
                 "options": {"queue": QUEUE_CONTROL, "expires": settings.reconcile_interval_seconds},
-            }
+            },
+            "retention": {
+                "task": TASK_RETENTION,
+                "schedule": float(RETENTION_SWEEP_SECONDS),
+                "options": {"queue": QUEUE_CONTROL, "expires": RETENTION_SWEEP_SECONDS},
+            },
         },
     }
     if settings.is_embedded_broker:

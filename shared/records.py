@@ -816,5 +816,13 @@ def dumps_line(obj: dict[str, Any]) -> bytes:
 
 
 def error_line(err: RecordError) -> bytes:
-    """The error file's line for a bad record: {"id", "line", "error": {"code", "message"}}."""
-    return dumps_line({"id": err.id, "line": err.line, "error": {"code": err.code, "message": err.message}})
+    """The error file's line for a bad record: {"id", "line", "index", "error": {"code", "message"}}, where
+    `index` is the record's 0-based position among the file's records (a retry child's lines go there)."""
+    return dumps_line(
+        {
+            "id": err.id,
+            "line": err.line,
+            "index": err.index,
+            "error": {"code": err.code, "message": err.message},
+        }
+    )

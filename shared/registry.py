@@ -44,7 +44,9 @@ class ResolvedModel:
 
     @property
     def cache_key(self) -> str:
-        return self.weights_sha256 or self.version_id or self.source
+        """The worker's cache entry: the weights' hash AND the version, since two versions with the same
+        weights may differ in tokenizer, labels or config (a cached predictor must be this version's)."""
+        return "-".join(p for p in (self.weights_sha256, self.version_id) if p) or self.source
 
 
 def _minilm_path() -> Path:

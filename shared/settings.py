@@ -17,6 +17,13 @@ class SettingsError(ValueError):
     """A setting has a value the service cannot run with."""
 
 
+# Retention in days: 0 keeps data until it is deleted; the cap keeps dates far from datetime's limits.
+DEFAULT_RETENTION_DAYS = 30
+MAX_RETENTION_DAYS = 36500
+KEEP_FOREVER = ("0", "none", "never")
+S3_SSE_MODES = ("AES256", "aws:kms")
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -28,6 +35,33 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _retention_days(env: Mapping[str, str]) -> int:
+    """INFERQ_RETENTION_DAYS: whole days (1..36500); `0` or `none` keeps data until it is deleted."""
+    name = "INFERQ_RETENTION_DAYS"
+    raw = (env.get(name) or "").strip()
+    if raw.lower() in KEEP_FOREVER:
+        return 0
+    if raw == "":
+        return DEFAULT_RETENTION_DAYS
+    value = _int({name: raw}, name, DEFAULT_RETENTION_DAYS, 0)
+    if value > MAX_RETENTION_DAYS:
+        raise SettingsError(
+            f"{name} must be at most {MAX_RETENTION_DAYS} days (or 0/none: keep), got {value}"
+        )
+    return value
+
+
+def _s3_sse(env: Mapping[str, str]) -> str | None:
+    """INFERQ_S3_SSE: `AES256` or `aws:kms` (server-side encryption of every object written); unset = off."""
+    raw = (env.get("INFERQ_S3_SSE") or "").strip()
+    if raw == "" or raw.lower() in ("none", "off"):
+        return None
+    for mode in S3_SSE_MODES:
+        if raw.lower() == mode.lower():
+            return mode
+    raise SettingsError(f"INFERQ_S3_SSE must be one of {', '.join(S3_SSE_MODES)} (or unset), got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +89,9 @@ class Settings:
     visibility_timeout: int = 3600
     resend_after_seconds: int = 600
     max_part_attempts: int = 3
+    # A run_part message runs the fairest waiting part (tenants in turn, priority within one), not
+    # necessarily the one it names (shared.jobs.claim_fair_part); off: exactly the part it names.
+    fair_share: bool = True
     reconcile_interval_seconds: int = 30
     default_completion_window_seconds: int = 24 * 3600
     # Where workers cache model folders fetched from storage
@@ -70,6 +107,11 @@ class Settings:
     # A worker's Prometheus endpoint: port + its index (0 = none); see worker/metrics_server.py
     worker_metrics_port: int = 0
     worker_index: int = 0
+    # Privacy: files and jobs are deleted this many days after they are made (0 = kept until deleted);
+    # S3 server-side encryption of every object written (AES256 | aws:kms, None = off) and its KMS key.
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    s3_sse: str | None = None
+    s3_sse_kms_key_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +140,7 @@ class Settings:
             visibility_timeout=_int(env, "INFERQ_VISIBILITY_TIMEOUT", 3600, 10),
             resend_after_seconds=_int(env, "INFERQ_RESEND_AFTER_SECONDS", 600, 1),
             max_part_attempts=_int(env, "INFERQ_MAX_PART_ATTEMPTS", 3, 1),
+            fair_share=(env.get("INFERQ_FAIR_SHARE") or "").lower() not in ("0", "false", "no", "off"),
             reconcile_interval_seconds=_int(env, "INFERQ_RECONCILE_INTERVAL", 30, 1),
             default_completion_window_seconds=_int(env, "INFERQ_COMPLETION_WINDOW", 24 * 3600, 60),
             model_cache_dir=Path(env.get("INFERQ_MODEL_CACHE_DIR") or data_dir / "models").resolve(),
@@ -109,6 +152,9 @@ class Settings:
             webhook_timeout_seconds=_int(env, "INFERQ_WEBHOOK_TIMEOUT", 10, 1),
             worker_metrics_port=_int(env, "INFERQ_WORKER_METRICS_PORT", 0, 0),
             worker_index=_int(env, "INFERQ_WORKER_INDEX", 0, 0),
+            retention_days=_retention_days(env),
+            s3_sse=_s3_sse(env),
+            s3_sse_kms_key_id=(env.get("INFERQ_S3_SSE_KMS_KEY_ID") or "").strip() or None,
         )
         settings.check()
         return settings
@@ -122,6 +168,10 @@ class Settings:
                 "INFERQ_TASK_TIME_LIMIT must be below INFERQ_VISIBILITY_TIMEOUT, otherwise the broker "
                 "redelivers a task that is still running"
             )
+        if self.s3_sse is not None and not self.storage_url.startswith("s3://"):
+            raise SettingsError("INFERQ_S3_SSE applies to s3:// storage; INFERQ_STORAGE_URL is not s3://")
+        if self.s3_sse_kms_key_id is not None and self.s3_sse != "aws:kms":
+            raise SettingsError("INFERQ_S3_SSE_KMS_KEY_ID needs INFERQ_S3_SSE=aws:kms")
 
     @property
     def is_sqlite(self) -> bool:

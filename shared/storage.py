@@ -160,13 +160,31 @@ class LocalStorage:
 
 
 class S3Storage:
-    """Any S3 endpoint (AWS, MinIO, moto server) through boto3."""
+    """Any S3 endpoint (AWS, MinIO, moto server) through boto3.
 
-    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None, region: str | None) -> None:
+    With `sse` (`AES256` or `aws:kms`, optionally a KMS key id) every object this class writes asks for
+    server-side encryption: single puts, uploads (plain and multipart) and joined multipart copies.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        endpoint_url: str | None,
+        region: str | None,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+    ) -> None:
         import boto3
         from botocore.config import Config
 
         self.bucket = bucket
+        # Arguments of every request that creates an object (PutObject, CreateMultipartUpload).
+        self.write_args: dict[str, str] = {}
+        if sse is not None:
+            self.write_args["ServerSideEncryption"] = sse
+            if sse_kms_key_id is not None:
+                self.write_args["SSEKMSKeyId"] = sse_kms_key_id
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.client: Any = boto3.client(
             "s3",
@@ -198,16 +216,22 @@ class S3Storage:
     def put_stream(self, key: str, stream: IO[bytes]) -> None:
         from boto3.s3.transfer import TransferConfig
 
+        config = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=4)
+        # s3transfer reads up to 10 parts ahead into memory by default (10 x 8 MiB): a large upload
+        # (the API's file uploads, the finalize join) then holds ~110 MiB. One part per upload thread
+        # keeps the uploads as busy and halves that (benchmarks/memory_flat.py, api_memory.py).
+        config.max_in_memory_upload_chunks = config.max_request_concurrency
         self._call(
             self.client.upload_fileobj,
             stream,
             self.bucket,
             self._k(key),
-            Config=TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=4),
+            ExtraArgs=dict(self.write_args),
+            Config=config,
         )
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self._call(self.client.put_object, Bucket=self.bucket, Key=self._k(key), Body=data)
+        self._call(self.client.put_object, Bucket=self.bucket, Key=self._k(key), Body=data, **self.write_args)
 
     def iter_bytes(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._k(key)}
@@ -255,7 +279,9 @@ class S3Storage:
         nonempty = [(k, s) for k, s in zip(keys, sizes, strict=True) if s > 0]
         if len(nonempty) <= 1 or any(s < S3_MIN_PART for _, s in nonempty[:-1]):
             return self._concat_streaming([k for k, _ in nonempty], dest)
-        upload = self._call(self.client.create_multipart_upload, Bucket=self.bucket, Key=self._k(dest))
+        upload = self._call(
+            self.client.create_multipart_upload, Bucket=self.bucket, Key=self._k(dest), **self.write_args
+        )
         upload_id = upload["UploadId"]
         try:
             parts: builtins.list[dict[str, Any]] = []
@@ -320,23 +346,35 @@ class S3Storage:
         return True
 
 
-_cache: dict[tuple[str, str | None], Storage] = {}
+_cache: dict[tuple[str, str | None, str | None, str | None], Storage] = {}
 
 
-def storage_from_url(url: str, endpoint_url: str | None = None, region: str | None = None) -> Storage:
+def storage_from_url(
+    url: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    sse: str | None = None,
+    sse_kms_key_id: str | None = None,
+) -> Storage:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStorage(Path(parsed.path))
     if parsed.scheme == "s3":
-        return S3Storage(parsed.netloc, parsed.path, endpoint_url, region)
+        return S3Storage(parsed.netloc, parsed.path, endpoint_url, region, sse, sse_kms_key_id)
     raise StorageError(f"unsupported storage URL {url!r} (use file:///path or s3://bucket/prefix)")
 
 
 def get_storage(settings: Settings | None = None) -> Storage:
     settings = settings or get_settings()
-    cache_key = (settings.storage_url, settings.s3_endpoint_url)
+    cache_key = (settings.storage_url, settings.s3_endpoint_url, settings.s3_sse, settings.s3_sse_kms_key_id)
     storage = _cache.get(cache_key)
     if storage is None:
-        storage = storage_from_url(settings.storage_url, settings.s3_endpoint_url, settings.s3_region)
+        storage = storage_from_url(
+            settings.storage_url,
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            settings.s3_sse,
+            settings.s3_sse_kms_key_id,
+        )
         _cache[cache_key] = storage
     return storage

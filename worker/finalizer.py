@@ -17,7 +17,9 @@ from shared.models import File, Job, JobPart, utcnow
 from shared.settings import Settings
 from shared.states import JobStatus, PartStatus
 from shared.storage import Storage, get_storage
-from worker import manifest
+from shared.training_waits import training_job_of
+from worker import manifest, result_cache
+from worker.explain_events import explanation_event
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ def finalize_job(job_id: str, settings: Settings) -> str:
             else None
         )
         expired = job.error_code == "expired"
+        delete_after = job.delete_after  # the output and error files go with the job (shared.retention)
         parts = session.execute(
             select(JobPart.output_key, JobPart.error_key, JobPart.completed, JobPart.failed, JobPart.stats)
             .where(
@@ -123,16 +126,19 @@ def finalize_job(job_id: str, settings: Settings) -> str:
     failed = sum(p.failed for p in parts)
     output = _result_file(storage, tenant_id, job_id, "output", out_key, out_bytes, completed)
     errors = _result_file(storage, tenant_id, job_id, "errors", err_key, err_bytes, failed)
+    output.delete_after = errors.delete_after = delete_after
     extra: dict[str, object] = {}
+    cache_totals = result_cache.cache_metrics([p.stats for p in parts])  # params.cache: hits, misses
     if status is JobStatus.FINALIZING and job_type == "evaluate":
         extra["metrics"] = _evaluation(settings, storage, out_key, model_ref, model_version_id)
     elif job_type in PREDICTION_TYPES:
         batching = batching_metrics([p.stats for p in parts])
-        if batching:
-            extra["metrics"] = batching
+        if batching or cache_totals:
+            extra["metrics"] = {**batching, **cache_totals}
     manifest_key = keys.job_manifest_key(tenant_id, job_id)
     record: dict[str, Any] | None = None
-    if job_type in manifest.RECORDED_TYPES:
+    # A job stopped while it waited for its training job (model `train:<job_id>`) never had a model.
+    if job_type in manifest.RECORDED_TYPES and training_job_of(model_ref) is None:
         files = manifest.ResultHashes(
             input_file_id=input_file_id,
             input_sha256=input_sha256,
@@ -152,6 +158,17 @@ def finalize_job(job_id: str, settings: Settings) -> str:
     with session_scope(settings) as session:
         session.add_all([output, errors])
         session.flush()
+        if settings.s3_sse is not None:  # every object above was written with server-side encryption
+            sse = {"server_side_encryption": settings.s3_sse}
+            message = f"results stored encrypted ({settings.s3_sse})"
+            jobs.record_event(session, job_id, "encryption", message, sse)
+        explained = explanation_event([p.stats for p in parts])
+        if explained is not None:  # rolled back with the rest if another finalizer won the job
+            jobs.record_event(session, job_id, *explained)
+        if cache_totals:  # likewise rolled back if another finalizer won the job
+            jobs.record_event(
+                session, job_id, "result_cache", result_cache.cache_message(cache_totals), cache_totals
+            )
         left = jobs.transition(
             session,
             job_id,

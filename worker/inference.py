@@ -14,6 +14,7 @@ import torch
 
 from shared.errors import InvalidRequest
 from worker.batching import padded_tokens, padding_ratio, plan_batches
+from worker.explain import add_explanations, wants_explanations
 from worker.metrics import observe_batch
 from worker.predictors.base import Predictor
 
@@ -143,6 +144,8 @@ def run_predictions(
     dtype = autocast_dtype(predictor.device, str(params.get("precision") or "auto"))
     outputs: list[dict[str, Any] | None] = [None] * len(values)
     forward_seconds = 0.0
+    explain = wants_explanations(params)  # a second, grad-enabled fp32 pass per batch (worker.explain)
+    explain_seconds = 0.0
     done = 0
     for indices in batches:
         batch_started = time.perf_counter()
@@ -165,6 +168,8 @@ def run_predictions(
                 f"{type(predictor).__name__}.postprocess returned {len(results)} results "
                 f"for {len(indices)} items"
             )
+        if explain:
+            explain_seconds += add_explanations(predictor, prepared, indices, results)
         for i, result in zip(indices, results, strict=True):
             outputs[i] = result
         done += len(indices)
@@ -180,6 +185,12 @@ def run_predictions(
         "preprocess_seconds": round(preprocess_seconds, 4),
         "precision": precision_name(dtype),
     }
+    if explain:
+        stats.update(
+            explained=len(values),
+            explain_method=predictor.explain_method,
+            explain_seconds=round(explain_seconds, 4),
+        )
     log.debug("predicted %d items: %s", len(values), stats)
     return PredictionResult(
         outputs=[o for o in outputs if o is not None], stats=stats, tokens=list(prepared.lengths)

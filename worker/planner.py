@@ -14,6 +14,7 @@ from shared.records import plan_parts
 from shared.settings import Settings
 from shared.states import WORKING, JobStatus, PartStatus
 from shared.storage import StorageError, get_storage
+from worker.retry_input import build_retry_input
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ def plan_job(job_id: str, settings: Settings) -> None:
         job = session.get(Job, job_id)
         if job is None or JobStatus(job.status) not in WORKING:
             return
+        if job.waits_for_job_id is not None:  # model `train:<job_id>`: planned once that job succeeds
+            log.info("job %s waits for training job %s", job_id, job.waits_for_job_id, extra=log_ids(job_id))
+            return
         if job.parts_total is not None:
             # A duplicate plan message: the parts exist; make sure none waits for a lost message.
             queued = (
@@ -69,10 +73,15 @@ def plan_job(job_id: str, settings: Settings) -> None:
         else:
             resend = None
             file = session.get(File, job.input_file_id) if job.input_file_id else None
+            retry_child = job.parent_job_id is not None and job.input_file_id is None
     if resend is not None:
         for part_id in resend:
             queue.try_send(queue.TASK_RUN_PART, [part_id], settings=settings)
         return
+    if retry_child:  # a retry child's input is built from its parent first (worker.retry_input)
+        file = build_retry_input(job_id, settings)
+        if file is None:
+            return
     if file is None:
         with session_scope(settings) as session:
             jobs.fail_job(

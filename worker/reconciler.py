@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from shared import jobs, queue, webhooks
 from shared.db import session_scope
 from shared.models import Job, JobPart, utcnow
 from shared.settings import Settings
-from shared.states import LIVE, WORKING, JobStatus, PartStatus
+from shared.states import LIVE, TERMINAL, WORKING, JobStatus, PartStatus
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,10 @@ class ReconcileReport:
     finalizes: int = 0
     expired: int = 0
     webhooks: int = 0
+    settled: int = 0  # jobs that waited for a training job which had already ended
 
     def total(self) -> int:
-        return self.plans + self.parts + self.finalizes + self.expired + self.webhooks
+        return self.plans + self.parts + self.finalizes + self.expired + self.webhooks + self.settled
 
 
 def reconcile(settings: Settings, *, resend_after: int | None = None) -> ReconcileReport:
@@ -74,11 +76,17 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
         queue.try_send(queue.TASK_FINALIZE, [job_id], settings=settings)
 
     with session_scope(settings) as session:
+        # Settled as its training job's end would have (released ones are planned after this commit).
+        for training_job_id in _ended_trainings(session):
+            report.settled += len(jobs.settle_waiting(session, training_job_id))
+
+    with session_scope(settings) as session:
         plans = (
             session.execute(
                 select(Job.id).where(
                     Job.status.in_(working),
                     Job.parts_total.is_(None),
+                    Job.waits_for_job_id.is_(None),  # a job waiting for training is planned when it ends
                     or_(Job.sent_at.is_(None), Job.sent_at < control_stale),
                 )
             )
@@ -139,11 +147,33 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
         report.webhooks += queue.try_send(queue.TASK_WEBHOOK, [delivery_id], settings=settings)
     if report.total():
         log.info(
-            "reconciler re-sent %d plans, %d parts, %d finalizes, %d webhooks; expired %d jobs",
+            "reconciler re-sent %d plans, %d parts, %d finalizes, %d webhooks; expired %d jobs; "
+            "settled %d jobs waiting for ended training",
             report.plans,
             report.parts,
             report.finalizes,
             report.webhooks,
             report.expired,
+            report.settled,
         )
     return report
+
+
+def _ended_trainings(session: Session) -> list[str]:
+    """Training jobs that have ended (or are gone) while jobs still wait for them."""
+    training = aliased(Job)
+    ids = (
+        session.execute(
+            select(Job.waits_for_job_id)
+            .distinct()
+            .outerjoin(training, training.id == Job.waits_for_job_id)
+            .where(
+                Job.status == JobStatus.QUEUED.value,
+                Job.waits_for_job_id.is_not(None),
+                or_(training.id.is_(None), training.status.in_([s.value for s in TERMINAL])),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return [job_id for job_id in ids if job_id is not None]

@@ -25,6 +25,7 @@ from shared.records import Record, RecordError, error_line, read_header
 from shared.settings import Settings
 from shared.storage import Storage, StorageUnavailable, get_storage
 from worker import metrics as worker_metrics
+from worker import result_cache, result_cache_store
 from worker.formatters import Formatter, formatter_for
 from worker.model_cache import ModelCache
 
@@ -127,7 +128,7 @@ def _load_context(session: Session, lease: Lease, settings: Settings) -> PartCon
     return PartContext(
         lease=lease,
         tenant_id=job.tenant_id,
-        job={"id": job.id, "task": job.task, "params": dict(job.params or {})},
+        job={"id": job.id, "type": job.type, "task": job.task, "params": dict(job.params or {})},
         part_index=part.index,
         byte_start=part.byte_start,
         byte_end=part.byte_end,
@@ -177,16 +178,27 @@ def _write_objects(
     storage.put_bytes(err_key, b"".join(format_error(e) for e in sorted(errors, key=lambda e: e.index)))
 
 
-def run_part(part_id: str, settings: Settings) -> str:
-    """Returns what happened: done, failed, skipped (not claimable), lost (lease lost), released."""
+def run_part(part_id: str, settings: Settings, *, fair: bool = False, redelivered: bool = False) -> str:
+    """Returns what happened: done, failed, skipped (not claimable), lost (lease lost), released.
+
+    `fair` (a run_part message, worker.tasks): the message is permission to run one part and `part_id`
+    only names one; `jobs.claim_fair_part` picks which (fair share across tenants, priority within one).
+    `redelivered`: the broker's copy of a message delivered before.
+    """
     owner = worker_name()
     # Claim and read in one transaction: if the database fails in between, the claim never happened
     # (rather than an attempt counted and a lease held by a worker that is not running the part).
     with session_scope(settings) as session:
-        lease = jobs.claim_part(session, part_id, owner, settings.lease_seconds)
+        if fair:
+            lease = jobs.claim_fair_part(
+                session, part_id, owner, settings.lease_seconds, redelivered=redelivered
+            )
+        else:
+            lease = jobs.claim_part(session, part_id, owner, settings.lease_seconds)
         ctx = _load_context(session, lease, settings) if lease is not None else None
     if lease is None or ctx is None:
         return "skipped"
+    part_id = lease.part_id  # fair share may run another part than the message named
     storage = get_storage(settings)
     out_key = keys.part_output_key(ctx.tenant_id, ctx.job["id"], ctx.part_index)
     err_key = keys.part_error_key(ctx.tenant_id, ctx.job["id"], ctx.part_index)
@@ -214,7 +226,17 @@ def run_part(part_id: str, settings: Settings) -> str:
         records, errors = _read_records(ctx, storage, timings)
         with progress.lock:
             progress.failed = len(errors)
-        outputs, stats, tokens = _predict(ctx, records, progress, settings, storage)
+        new_results: dict[str, str] = {}  # the result cache's new rows (params.cache)
+        if result_cache.wanted(ctx.job["type"], ctx.job["params"]):
+            outputs, stats, tokens, new_results = result_cache_store.predict_cached(
+                settings,
+                ctx.tenant_id,
+                result_cache_store.key_space(ctx.model, ctx.job["task"], ctx.job["params"]),
+                records,
+                lambda todo, done: _predict(ctx, todo, progress, settings, storage, done),
+            )
+        else:
+            outputs, stats, tokens = _predict(ctx, records, progress, settings, storage)
         encode_started = time.perf_counter()
         lines = ctx.formatter.output_lines(records, outputs, tokens)
         del outputs
@@ -255,6 +277,8 @@ def run_part(part_id: str, settings: Settings) -> str:
     finally:
         heartbeat.stop()
 
+    if new_results:  # after the part's objects are written; never fails the part
+        stats["cache_stored"] = result_cache_store.store(settings, ctx.tenant_id, new_results)
     fan_in = _complete(lease, settings, len(records), len(errors), out_key, err_key, stats)
     if fan_in is None:
         log.info(
@@ -335,11 +359,20 @@ def _hand_back(lease: Lease, settings: Settings, reason: str, *, resend: bool) -
 
 
 def _predict(
-    ctx: PartContext, records: list[Record], progress: Progress, settings: Settings, storage: Storage
+    ctx: PartContext,
+    records: list[Record],
+    progress: Progress,
+    settings: Settings,
+    storage: Storage,
+    done_before: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[int]]:
-    """The predictor's outputs for the part's values, its stats, and the tokens each value took."""
+    """The predictor's outputs for the part's values, its stats, and the tokens each value took.
+    `done_before`: the part's records already served without the model (the result cache)."""
     from worker.inference import Stopped, batching_for, resolve_device, run_predictions
 
+    if done_before:
+        with progress.lock:
+            progress.completed = done_before
     if not records:
         return [], {"batches": 0}, []
     device = resolve_device()
@@ -359,7 +392,7 @@ def _predict(
         nonlocal values_done
         values_done += n
         with progress.lock:
-            progress.completed = inputs.records_done(values_done)
+            progress.completed = done_before + inputs.records_done(values_done)
         return progress.stop is None
 
     try:

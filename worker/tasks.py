@@ -8,7 +8,15 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from shared.queue import TASK_FINALIZE, TASK_PLAN, TASK_RECONCILE, TASK_RUN_PART, TASK_TRAIN, TASK_WEBHOOK
+from shared.queue import (
+    TASK_FINALIZE,
+    TASK_PLAN,
+    TASK_RECONCILE,
+    TASK_RETENTION,
+    TASK_RUN_PART,
+    TASK_TRAIN,
+    TASK_WEBHOOK,
+)
 from shared.settings import get_settings
 from shared.storage import StorageError
 
@@ -37,8 +45,11 @@ def plan_job(self: Any, job_id: str) -> None:
 def run_part(self: Any, part_id: str) -> str:
     from worker.runner import run_part as run
 
+    settings = get_settings()
+    # The broker's copy of a message it delivered before (Redis: visibility timeout, a lost worker).
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
-        return run(part_id, get_settings())
+        return run(part_id, settings, fair=settings.fair_share, redelivered=redelivered)
     except TRANSIENT as e:
         raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
 
@@ -80,3 +91,11 @@ def reconcile() -> int:
     from worker.reconciler import reconcile as run
 
     return run(get_settings()).total()
+
+
+@shared_task(name=TASK_RETENTION, ignore_result=True)
+def retention_sweep() -> int:
+    """Delete what is past its retention (worker.retention); the next run retries anything that failed."""
+    from worker.retention import sweep
+
+    return sweep(get_settings()).total()

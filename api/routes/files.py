@@ -7,21 +7,21 @@ from collections.abc import Iterator
 from typing import IO, Any, cast
 
 from flask import Blueprint, Response, redirect, request
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.auth import require_auth
 from api.context import current_settings, current_storage, db, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, header_key, request_hash
+from api.job_specs import parse_retention_days
 from api.pagination import list_body, page_request, paginate
 from api.serializers import file_object
 from api.uploads import FormPart, MultipartReader, PartStream, clean_filename
-from shared import keys, records
+from shared import keys, records, retention
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.ids import new_id
-from shared.models import File, Job, utcnow
-from shared.states import LIVE
+from shared.models import File, utcnow
 from shared.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ bp = require_auth(Blueprint("files", __name__, url_prefix="/v1/files"))
 UPLOAD_PURPOSES = ("input", "training", "batch")
 SYSTEM_PURPOSES = ("output", "errors")
 PURPOSES = UPLOAD_PURPOSES + SYSTEM_PURPOSES
-FORM_FIELDS = ("purpose",)
+FORM_FIELDS = ("purpose", "retention_days")
 HEAD_BYTES = 64 * 1024
 UPLOAD_ENDPOINT = "POST /v1/files"
 
@@ -58,12 +58,26 @@ def check_purpose(value: str | None) -> str:
     return value
 
 
+def form_retention_days(value: str | None) -> int | None:
+    """The optional `retention_days` form field: whole days (0 = kept until deleted) up to 36500."""
+    if value is None or value.strip() == "":
+        return None
+    text = value.strip()
+    if not text.isascii() or not text.isdigit():
+        raise InvalidRequest(
+            f"retention_days must be a whole number of days, got {value[:40]!r}",
+            field="retention_days",
+            code="invalid_type",
+        )
+    return parse_retention_days(int(text))
+
+
 def _read_form_field(form: MultipartReader, part: FormPart, fields: dict[str, str]) -> None:
     if part.name == "file":
         raise InvalidRequest("send one 'file' part per upload", field="file", code="invalid_value")
     if part.filename is not None or part.name not in FORM_FIELDS:
         raise InvalidRequest(
-            f"unknown form field {part.name!r}: send 'file' and 'purpose'",
+            f"unknown form field {part.name!r}: send 'file', 'purpose' and optionally 'retention_days'",
             field=part.name,
             code="unknown_field",
         )
@@ -155,6 +169,8 @@ def upload_file() -> tuple[dict[str, Any], int]:
         )
     if "purpose" in fields:
         check_purpose(fields["purpose"])
+    if "retention_days" in fields:
+        form_retention_days(fields["retention_days"])
     filename = clean_filename(part.filename)
 
     stream = PartStream(form, limit=settings.max_upload_bytes)
@@ -172,8 +188,10 @@ def upload_file() -> tuple[dict[str, Any], int]:
             _read_form_field(form, part, fields)
             part = form.next_part()
         purpose = check_purpose(fields.get("purpose"))
+        days = form_retention_days(fields.get("retention_days"))
 
         def create(session: Session) -> dict[str, Any]:
+            created_at = utcnow()
             f = File(
                 id=file_id,
                 tenant_id=tenant,
@@ -185,7 +203,8 @@ def upload_file() -> tuple[dict[str, Any], int]:
                 fields=list(scan.fields),
                 sha256=scan.sha256,
                 storage_key=key,
-                created_at=utcnow(),
+                created_at=created_at,
+                delete_after=retention.delete_after(created_at, days, settings),
             )
             session.add(f)
             session.flush()
@@ -197,7 +216,12 @@ def upload_file() -> tuple[dict[str, Any], int]:
             ).scalar_one_or_none()
             return None if f is None else file_object(f)
 
-        idem = Idempotency(tenant, UPLOAD_ENDPOINT, idem_key, request_hash(purpose, filename, scan.sha256))
+        idem = Idempotency(
+            tenant,
+            UPLOAD_ENDPOINT,
+            idem_key,
+            request_hash(purpose, filename, scan.sha256, *([] if days is None else [days])),
+        )
         resource, replayed = create_once(idem, create, replay)
     except BaseException:
         delete_quietly(storage, key)
@@ -241,22 +265,13 @@ def file_content(file_id: str) -> BaseResponse:
 def delete_file(file_id: str) -> dict[str, Any]:
     with db() as session:
         f = get_file(session, file_id, for_update=True)
-        in_use = session.execute(
-            select(
-                exists().where(
-                    Job.tenant_id == f.tenant_id,
-                    Job.input_file_id == f.id,
-                    Job.status.in_([s.value for s in LIVE]),
-                )
-            )
-        ).scalar_one()
-        if in_use:
+        if retention.files_in_use(session, f.tenant_id, [f.id]):
             raise Conflict(
                 f"file {file_id!r} is the input of a job that has not finished; cancel it or wait",
                 field="file_id",
                 code="file_in_use",
             )
-        key = f.storage_key
-        session.delete(f)
-    current_storage().delete(key)
+        # The bytes go first, inside this transaction: a failure leaves the row (retry the DELETE).
+        retention.purge_file(session, current_storage(), f, "deleted")
+    log.info("file %s deleted on request", file_id)
     return {"id": file_id, "object": "file", "deleted": True}

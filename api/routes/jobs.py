@@ -11,18 +11,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from api import dry_run, partial_results
+from api import dry_run, merged_results, model_refs, partial_results, retry
 from api.auth import require_auth
-from api.context import current_settings, current_storage, db, plausible_id, tenant_id
+from api.context import current_settings, current_storage, db, plausible_id, read_db, tenant_id
 from api.idempotency import header_key
-from api.job_rows import create_job_once, insert_job, lock_model_version
+from api.job_rows import create_job_once, insert_job
 from api.job_specs import PredictSpec, check_job_type, parse_predict
 from api.labelled_jobs import submit_evaluate, submit_train
 from api.limits import check_live_jobs
 from api.pagination import list_body, page_request, paginate
 from api.routes.files import CONTENT_TYPES, content_response
 from api.serializers import event_object, job_object
-from shared import jobs, keys, queue, registry, throughput
+from shared import jobs, keys, queue, retention, throughput
 from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
 from shared.ids import new_id
 from shared.models import File, Job, JobEvent
@@ -118,8 +118,7 @@ def submit_job() -> tuple[dict[str, Any], int]:
 
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
-        model = registry.resolve(session, tenant, spec.model, spec.task)
-        lock_model_version(session, model, "model", spec.model)
+        model = model_refs.resolve(session, tenant, spec.model, spec.task)
         f = input_file_for(session, spec)
         job = insert_job(
             session,
@@ -138,12 +137,14 @@ def submit_job() -> tuple[dict[str, Any], int]:
                 webhook_url=spec.webhook_url,
             ),
             window,
+            retention_days=spec.retention_days,
         )
-        return job_object(job)
+        return job_object(model_refs.start_waiting(session, job, model))
 
     resource, replayed = create_job_once(tenant, idem_key, body, create)
     if not replayed:
-        queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
+        if resource.get("waiting_for") is None:  # a waiting job is planned once its training job ends
+            queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
         log.info("job %s queued: %s %s on %s", resource["id"], spec.task, resource["model"], spec.input_file)
     return resource, 202
 
@@ -162,7 +163,7 @@ def _dry_run(spec: PredictSpec) -> dict[str, Any]:
     settings = current_settings()
     tenant = tenant_id()
     with db() as session:
-        model = registry.resolve(session, tenant, spec.model, spec.task)
+        model = model_refs.resolve_now(session, tenant, spec.model, spec.task)
         f = input_file_for(session, spec)
         measured = dry_run.measured_tokens_per_second(session, tenant, model.ref)
         file_key, file_format, size, total = f.storage_key, f.format, f.bytes, f.records or 0
@@ -227,7 +228,7 @@ def _with_throughput(session: Session, job: Job) -> dict[str, Any]:
 
 @bp.get("/<job_id>")
 def get_job_route(job_id: str) -> dict[str, Any]:
-    with db() as session:
+    with read_db() as session:
         return _with_throughput(session, get_job(session, job_id))
 
 
@@ -245,6 +246,14 @@ def job_events(job_id: str) -> dict[str, Any]:
             cursor_value=int,
         )
         return list_body([event_object(e) for e in result.items], result.has_more, result.next_cursor)
+
+
+@bp.post("/<job_id>/retry")
+def retry_job(job_id: str) -> tuple[dict[str, Any], int]:
+    """A child job over the parent's errored, expired or cancelled records, same ids (api.retry)."""
+    with read_db() as session:
+        get_job(session, job_id)  # 404 before the body is looked at, as on every route with an id
+    return retry.submit_retry(job_id, json_body(), header_key(), get_job), 202
 
 
 @bp.post("/<job_id>/cancel")
@@ -269,6 +278,30 @@ def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
     return resource, 202
 
 
+@bp.delete("/<job_id>")
+def delete_job(job_id: str) -> dict[str, Any]:
+    """An ended job and everything it stored (parts, results, manifest, checkpoints, its output and error
+    files) are deleted now; 409 while it runs. Its input file and any model it trained stay."""
+    with db() as session:
+        job = get_job(session, job_id)
+        session.refresh(job, with_for_update=True)
+        if JobStatus(job.status) not in TERMINAL:
+            raise Conflict(
+                f"job {job_id} is {job.status}; cancel it, and delete it once it has ended",
+                field="job_id",
+                code="job_not_finished",
+            )
+        if retention.job_in_use(session, job):
+            raise Conflict(
+                f"job {job_id} is needed by a job that has not ended (a retry of it, or one waiting for it)",
+                field="job_id",
+                code="job_in_use",
+            )
+        objects = retention.purge_job(session, current_storage(), job)
+    log.info("job %s deleted on request: %d objects", job_id, objects)
+    return {"id": job_id, "object": "job", "deleted": True}
+
+
 def _job_file_response(job_id: str, attribute: str) -> Response:
     with db() as session:
         job = get_job(session, job_id)
@@ -291,6 +324,11 @@ def _job_file_response(job_id: str, attribute: str) -> Response:
 
 @bp.get("/<job_id>/results")
 def job_results(job_id: str) -> Response:
+    if merged_results.wanted(request.args):
+        with db() as session:
+            merged = merged_results.load(session, get_job(session, job_id))
+        if merged is not None:
+            return merged_results.response(current_storage(), merged)
     if "cursor" in request.args or "limit" in request.args:
         return _results_page(job_id)
     return _job_file_response(job_id, "output_file_id")

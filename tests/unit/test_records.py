@@ -613,6 +613,7 @@ def test_dumps_line_and_error_line() -> None:
     assert orjson.loads(error_line(err)) == {
         "id": None,
         "line": 9,
+        "index": 3,
         "error": {"code": "invalid_json", "message": "bad"},
     }
     assert error_line(err).endswith(b"\n") and error_line(err).count(b"\n") == 1

@@ -52,6 +52,17 @@ class Predictor(ABC):
     @abstractmethod
     def postprocess(self, output: Any, params: dict[str, Any]) -> list[dict[str, Any]]: ...
 
+    # The method name `explain` reports in stats and output lines; None: this task cannot explain.
+    explain_method: ClassVar[str | None] = None
+
+    def explain(self, batch: dict[str, torch.Tensor], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fields to add to each of `results` (this batch's predictions) explaining its chosen label.
+
+        Called by `worker.explain.add_explanations` with autograd enabled and autocast off, only when
+        the job asks for `params.explain`.
+        """
+        raise InvalidRequest(f"params.explain is not available for {self.task} jobs", field="params.explain")
+
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """A small JSON config file of a model folder, or None when absent."""

@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from shared.errors import InvalidRequest
 from shared.tasks import IMAGE_CLASSIFICATION
-from worker import nets
+from worker import explain, nets
 from worker.predictors.base import Predictor, Prepared, int_param
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ CHUNK = 256
 
 class ImageClassificationPredictor(Predictor):
     task = IMAGE_CLASSIFICATION
+    explain_method = explain.IMAGE_METHOD
 
     def __init__(self, model_dir: Path, device: torch.device, config: dict[str, Any]) -> None:
         super().__init__(model_dir, device, config)
@@ -69,3 +70,9 @@ class ImageClassificationPredictor(Predictor):
             scores = {self.labels[i]: p for i, p in zip(row_ids, row_probs, strict=True)}
             results.append({"label": self.labels[row_ids[0]], "score": row_probs[0], "scores": scores})
         return results
+
+    def explain(self, batch: dict[str, torch.Tensor], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A saliency map (|gradient| of the predicted label's logit per pixel) as a small grayscale PNG."""
+        chosen = [str(r["label"]) for r in results]
+        maps = explain.saliency_explanations(self.model, batch["pixel_values"], self.labels, chosen)
+        return [{"saliency": m} for m in maps]

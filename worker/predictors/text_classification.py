@@ -11,6 +11,7 @@ from transformers import AutoModelForSequenceClassification
 
 from shared.errors import InvalidRequest
 from shared.tasks import TEXT_CLASSIFICATION
+from worker import explain
 from worker.predictors.base import TextPredictor, int_param
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 class TextClassificationPredictor(TextPredictor):
     task = TEXT_CLASSIFICATION
+    explain_method = explain.TEXT_METHOD
 
     def __init__(self, model_dir: Path, device: torch.device, config: dict[str, Any]) -> None:
         super().__init__(model_dir, device, config)
@@ -47,3 +49,9 @@ class TextClassificationPredictor(TextPredictor):
             scores = {self.labels[i]: p for i, p in zip(row_ids, row_probs, strict=True)}
             results.append({"label": self.labels[row_ids[0]], "score": row_probs[0], "scores": scores})
         return results
+
+    def explain(self, batch: dict[str, torch.Tensor], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Gradient x input per word-piece token for each record's predicted label (`worker.explain`)."""
+        chosen = [str(r["label"]) for r in results]
+        explanations = explain.text_explanations(self.model, self.tokenizer, batch, self.labels, chosen)
+        return [{"explanation": e} for e in explanations]
