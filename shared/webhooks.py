@@ -2,9 +2,9 @@
 
 When a job reaches a terminal state, `shared.jobs.transition` calls `on_terminal`, which writes a
 `pending` delivery row in that same transaction and sends `deliver_webhook` on the control queue only
-once the transaction has committed (a SQLAlchemy `after_commit` hook on the session). A message lost
-on the way, or a worker that dies mid-attempt, is covered by the reconciler, which re-sends every
-`pending` delivery that is overdue (`overdue`). The worker (`worker/webhooks.py`) takes an attempt with
+once the transaction has committed (`shared.after_commit`). A message lost on the way, or a worker that
+dies mid-attempt, is covered by the reconciler, which re-sends every `pending` delivery that is overdue
+(`overdue`). The worker (`worker/webhooks.py`) takes an attempt with
 `claim`, posts the signed job object, and stores the outcome with `record_attempt`; a failed attempt is
 retried after `backoff_seconds` (doubling from `INFERQ_WEBHOOK_BACKOFF_SECONDS`, at most an hour) until
 `INFERQ_WEBHOOK_MAX_ATTEMPTS`. Job events record each attempt (`worker/webhooks.py`).
@@ -12,21 +12,18 @@ retried after `backoff_seconds` (doubling from `INFERQ_WEBHOOK_BACKOFF_SECONDS`,
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import queue
-from shared.db import SETTINGS_INFO
+from shared.after_commit import send_after_commit
 from shared.ids import new_id
 from shared.models import Job, Tenant, WebhookDelivery, utcnow
 from shared.settings import Settings
 from shared.webhook_signature import new_secret
-
-log = logging.getLogger(__name__)
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -34,7 +31,6 @@ FAILED = "failed"
 MAX_BACKOFF_SECONDS = 3600
 # A message may arrive a little before the row's due time (clocks of different hosts).
 EARLY_SLACK = timedelta(seconds=2)
-_TO_SEND = "inferq_webhooks_to_send"
 
 
 @dataclass(frozen=True)
@@ -109,34 +105,8 @@ def on_terminal(session: Session, job_id: str, job_status: str) -> str | None:
         created_at=now,
     )
     session.add(delivery)
-    _send_after_commit(session, delivery.id)
+    send_after_commit(session, queue.TASK_WEBHOOK, [delivery.id], "webhook delivery")
     return delivery.id
-
-
-def _send_after_commit(session: Session, delivery_id: str) -> None:
-    session.info.setdefault(_TO_SEND, []).append(delivery_id)
-    if not event.contains(session, "after_commit", _send_committed):
-        event.listen(session, "after_commit", _send_committed)
-        event.listen(session, "after_rollback", _forget_rolled_back)
-
-
-def _send_committed(session: Session) -> None:
-    ids: list[str] = session.info.pop(_TO_SEND, [])
-    settings = session.info.get(SETTINGS_INFO)
-    if not ids:
-        return
-    if not isinstance(settings, Settings):
-        log.info("webhook deliveries %s committed; the reconciler will send them", ids)
-        return
-    for delivery_id in ids:
-        try:
-            queue.try_send(queue.TASK_WEBHOOK, [delivery_id], settings=settings)
-        except Exception as e:  # never fail a commit that already happened; the reconciler re-sends
-            log.warning("could not send webhook delivery %s: %s", delivery_id, e)
-
-
-def _forget_rolled_back(session: Session) -> None:
-    session.info.pop(_TO_SEND, None)
 
 
 def overdue(session: Session, now: datetime, stale: datetime) -> list[str]:

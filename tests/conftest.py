@@ -29,6 +29,21 @@ Fixtures
 ``make_client``       a factory: ``make_client(settings) -> ApiClient`` for ``create_app(settings)``.
 ``api``               ``make_client(s3_settings)``.
 
+For tests that run the worker's own code in this process (`tests/helpers/worker_env.py`):
+
+``make_worker_settings``  a factory: ``make_worker_settings(**extra_env) -> Settings`` points the INFERQ_*
+                      environment at ``s3_settings``' servers (plus `extra_env`, e.g.
+                      ``INFERQ_PART_RECORDS="20"``) and returns ``get_settings()``, which the worker reads.
+``worker_settings``   ``make_worker_settings`` with parts of 30 records and quick leases; a test module
+                      overrides it to pass its own values.
+``celery_worker``     a Celery worker in this process on ``worker_settings``: control and inference queues.
+``training_worker``   the same, taking the training queue's messages too.
+``tenant_name``       ``"acme"``: the tenant ``http`` acts for; modules that look it up by name override it.
+``http``              ``(client, headers)``: a Flask test client of ``create_app(worker_settings)`` and the
+                      auth headers of a new key of ``tenant_name`` (`tests/helpers/tenant_http.py`).
+``tiny_base``         the ref of a tiny random-weight BERT classifier registered as ``tenant_name``'s
+                      ``tiny-base:1``.
+
 Usage::
 
     def test_upload(api: ApiClient) -> None:
@@ -37,7 +52,8 @@ Usage::
         assert r.status_code == 201
 
 (``from tests.conftest import ApiClient`` for the type.) The app only ever uses the `Settings` it was
-given, never ``get_settings()``; code that reads the environment needs its own monkeypatching.
+given, never ``get_settings()``; code that reads the environment (the worker's) needs its own
+monkeypatching: ``make_worker_settings``.
 """
 
 from __future__ import annotations
@@ -60,18 +76,22 @@ import httpx
 import psycopg
 import pytest
 import redis
+from celery.contrib.testing.worker import TestWorkController
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import make_url
 from werkzeug.test import TestResponse
 
 from api.app import create_app
+from shared import queue
 from shared.db import get_engine, session_scope
 from shared.migrate import upgrade
 from shared.models import Base
-from shared.settings import Settings
+from shared.settings import Settings, get_settings, reset_settings_cache
 from shared.storage import S3Storage, StorageError, get_storage
 from shared.tenants import create_tenant_key
+from tests.helpers.tenant_http import Http, register_model, tenant_http
+from tests.helpers.worker_env import QUICK_LEASES, in_process_worker, worker_env
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
@@ -310,6 +330,66 @@ def s3_settings(pg_url: str, redis_url: str, s3_endpoint: str, tmp_path: Path) -
     finally:
         delete_all_rows(settings)
         _remove_bucket(storage)
+
+
+@pytest.fixture
+def make_worker_settings(
+    s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Settings]]:
+    """A factory: ``make_worker_settings(**extra_env)`` sets the INFERQ_* environment of `s3_settings`'
+    servers plus `extra_env` (`worker_env`) and returns ``get_settings()``: the worker's stages and tasks
+    read that. It may be called again with other values; the environment is restored after the test."""
+
+    def make(**extra_env: str) -> Settings:
+        for name, value in worker_env(s3_settings, **extra_env).items():
+            monkeypatch.setenv(name, value)
+        reset_settings_cache()
+        return get_settings()
+
+    yield make
+    reset_settings_cache()
+
+
+@pytest.fixture
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    """Worker settings with parts of 30 records and quick leases. A test module that needs other values
+    overrides this fixture: ``return make_worker_settings(INFERQ_PART_RECORDS="4")``."""
+    return make_worker_settings(INFERQ_PART_RECORDS="30", **QUICK_LEASES)
+
+
+@pytest.fixture
+def celery_worker(worker_settings: Settings) -> Iterator[TestWorkController]:
+    """A Celery worker in this process on `worker_settings`, taking control and inference messages."""
+    with in_process_worker(worker_settings) as worker:
+        yield worker
+
+
+@pytest.fixture
+def training_worker(worker_settings: Settings) -> Iterator[TestWorkController]:
+    """`celery_worker` that takes the training queue's messages too."""
+    with in_process_worker(worker_settings, queue.QUEUE_TRAINING) as worker:
+        yield worker
+
+
+@pytest.fixture
+def tenant_name() -> str:
+    """The tenant `http` acts for. A test module that looks the tenant up by name overrides this."""
+    return "acme"
+
+
+@pytest.fixture
+def http(worker_settings: Settings, tenant_name: str) -> Http:
+    """A test client of the app on `worker_settings` and the auth headers of a new key of `tenant_name`."""
+    return tenant_http(worker_settings, tenant_name)
+
+
+@pytest.fixture
+def tiny_base(worker_settings: Settings, tenant_name: str, http: Http, tmp_path: Path) -> str:
+    """A tiny random-weight BERT classifier registered as `tenant_name`'s `tiny-base:1`: its ref."""
+    from tests.helpers.tiny_models import make_tiny_text_classifier  # torch: only for the tests that ask
+
+    folder = make_tiny_text_classifier(tmp_path / "tiny", ["x", "y"])
+    return register_model(worker_settings, tenant_name, "tiny-base", folder, "text-classification")
 
 
 @pytest.fixture

@@ -9,37 +9,28 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.models import Tenant
-from shared.registry import register_folder
 from shared.settings import Settings
 from shared.storage import get_storage
 from tests.helpers.labelled_data import png_base64, sentiment_rows, stripe_rows, write_jsonl
+from tests.helpers.tenant_http import Http, register_model, tenant_id
 from tests.helpers.tiny_models import make_tiny_image_classifier, make_tiny_text_classifier
-from tests.integration.test_training import (
-    TENANT,
-    celery_worker,
-    http,
-    submit,
-    upload,
-    wait_terminal,
-    worker_settings,
-)
+from tests.integration.test_training import TENANT, submit, upload, wait_terminal
 
 pytestmark = pytest.mark.integration
-__all__ = ["celery_worker", "http", "worker_settings"]
 
 
-def tenant_id(settings: Settings) -> str:
-    with session_scope(settings) as session:
-        return str(session.execute(select(Tenant.id).where(Tenant.name == TENANT)).scalar_one())
+# `worker_settings` (parts of 30 records), `http` and `training_worker`: the shared ones of
+# tests/conftest.py, for TENANT.
+
+
+@pytest.fixture
+def tenant_name() -> str:
+    return TENANT
 
 
 def register(settings: Settings, name: str, folder: Path, task: str) -> str:
-    with session_scope(settings) as session:
-        return register_folder(session, get_storage(settings), tenant_id(settings), name, folder, task).ref
+    return register_model(settings, TENANT, name, folder, task)
 
 
 def lines(client: FlaskClient, headers: dict[str, str], url: str) -> list[dict[str, Any]]:
@@ -47,7 +38,7 @@ def lines(client: FlaskClient, headers: dict[str, str], url: str) -> list[dict[s
 
 
 def test_evaluate_scores_a_model_on_a_labelled_file(
-    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, worker_settings: Settings, tmp_path: Path
+    http: Http, training_worker: Any, worker_settings: Settings, tmp_path: Path
 ) -> None:
     client, headers = http
     # given: a classifier and 12 labelled records plus one without a label
@@ -89,7 +80,7 @@ def test_evaluate_scores_a_model_on_a_labelled_file(
 
 
 def test_cnn_trains_on_images_and_predicts_with_per_record_image_errors(
-    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, worker_settings: Settings, tmp_path: Path
+    http: Http, training_worker: Any, worker_settings: Settings, tmp_path: Path
 ) -> None:
     client, headers = http
     # given: 8x8 striped images, a train job on the built-in CNN
@@ -109,7 +100,7 @@ def test_cnn_trains_on_images_and_predicts_with_per_record_image_errors(
     # and an image in the tenant's storage area, referenced by image_key
     pixels = [[230 if r % 2 == 0 else 20 for _ in range(8)] for r in range(8)]
     get_storage(worker_settings).put_bytes(
-        f"t/{tenant_id(worker_settings)}/images/h.png", base64.b64decode(png_base64(pixels))
+        f"t/{tenant_id(worker_settings, TENANT)}/images/h.png", base64.b64decode(png_base64(pixels))
     )
     good = stripe_rows(4, seed=9)
     inputs = [
@@ -147,8 +138,8 @@ def test_cnn_trains_on_images_and_predicts_with_per_record_image_errors(
 
 @pytest.mark.parametrize("kind", ["vit", "resnet"])
 def test_hugging_face_image_models_predict(
-    http: tuple[FlaskClient, dict[str, str]],
-    celery_worker: Any,
+    http: Http,
+    training_worker: Any,
     worker_settings: Settings,
     tmp_path: Path,
     kind: str,

@@ -8,31 +8,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 from PIL import Image
 from transformers import AutoTokenizer
 
 from shared.settings import Settings
 from tests.helpers.labelled_data import sentiment_rows, stripe_rows, write_jsonl
+from tests.helpers.tenant_http import Http
 from tests.helpers.tiny_models import make_tiny_image_classifier, make_tiny_text_classifier
 from tests.integration.test_evaluate_and_images import lines, register
-from tests.integration.test_training import (
-    celery_worker,
-    events_of,
-    http,
-    submit,
-    upload,
-    wait_terminal,
-    worker_settings,
-)
+from tests.integration.test_training import TENANT, events_of, submit, upload, wait_terminal
 from tests.unit.test_explain import with_word_vocabulary
 
 pytestmark = pytest.mark.integration
-__all__ = ["celery_worker", "http", "worker_settings"]
+
+
+# `worker_settings` (parts of 30 records), `http` and `training_worker`: the shared ones of
+# tests/conftest.py, for TENANT.
+
+
+@pytest.fixture
+def tenant_name() -> str:
+    return TENANT
 
 
 def test_text_classification_lines_carry_token_attributions(
-    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, worker_settings: Settings, tmp_path: Path
+    http: Http, training_worker: Any, worker_settings: Settings, tmp_path: Path
 ) -> None:
     client, headers = http
     # given: a tiny classifier and 40 sentences (two parts of 30 and 10 records)
@@ -83,7 +83,7 @@ def test_text_classification_lines_carry_token_attributions(
 
 
 def test_image_lines_carry_a_saliency_png(
-    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, worker_settings: Settings, tmp_path: Path
+    http: Http, training_worker: Any, worker_settings: Settings, tmp_path: Path
 ) -> None:
     client, headers = http
     # given: a tiny ViT (16x16 inputs) and five striped images
@@ -120,7 +120,7 @@ def test_image_lines_carry_a_saliency_png(
 
 
 def test_explain_is_refused_where_it_cannot_act(
-    http: tuple[FlaskClient, dict[str, str]], worker_settings: Settings, tmp_path: Path
+    http: Http, worker_settings: Settings, tmp_path: Path
 ) -> None:
     client, headers = http
     rows = [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in sentiment_rows(4)]

@@ -9,17 +9,15 @@ sent and run by `worker.runner.run_part` as the Celery task runs them, and once 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -28,13 +26,14 @@ from shared import jobs, queue
 from shared.db import get_engine, session_scope
 from shared.ids import new_id
 from shared.models import Job, JobEvent, JobPart, Tenant, utcnow
-from shared.settings import Settings, get_settings, reset_settings_cache
+from shared.settings import Settings
 from shared.states import JobStatus, PartStatus
-from shared.tenants import create_tenant_key
 from tests.conftest import delete_all_rows
 from tests.e2e.inputs import write_mixed_input
+from tests.helpers.tenant_http import tenant_headers
+from tests.helpers.worker_env import QUICK_LEASES
+from tests.integration.test_worker_pipeline import submit, upload
 from worker.finalizer import finalize_job
-from worker.main import build_worker_app
 from worker.planner import plan_job
 from worker.runner import part_ids_of, run_part
 
@@ -282,34 +281,13 @@ def test_fair_share_is_on_unless_turned_off(tmp_path: Path, value: str | None, o
 
 
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The worker functions read get_settings(): point the environment at this test's servers."""
-    env = {
-        "INFERQ_DATA_DIR": str(s3_settings.data_dir),
-        "INFERQ_DATABASE_URL": s3_settings.database_url,
-        "INFERQ_BROKER_URL": s3_settings.broker_url,
-        "INFERQ_STORAGE_URL": s3_settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url or "",
-        "INFERQ_PART_RECORDS": "20",
-        "INFERQ_TORCH_THREADS": "1",
-        "INFERQ_HEARTBEAT_SECONDS": "1",
-        "INFERQ_LEASE_SECONDS": "10",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    return make_worker_settings(INFERQ_PART_RECORDS="20", **QUICK_LEASES)
 
 
 @pytest.fixture
 def client(worker_settings: Settings) -> FlaskClient:
     return create_app(worker_settings).test_client()
-
-
-def headers_of(settings: Settings, tenant: str) -> dict[str, str]:
-    with session_scope(settings) as session:
-        return {"Authorization": f"Bearer {create_tenant_key(session, tenant)}"}
 
 
 def planned(
@@ -323,17 +301,9 @@ def planned(
     """An embedding job over `records` sentences, submitted and planned into parts of 20: its id, its
     part ids and its records' ids in input order."""
     path, texts, _ = write_mixed_input(path, records=records, broken_every=10_000)
-    r = client.post(
-        "/v1/files",
-        headers=headers,
-        data={"purpose": "input", "file": (io.BytesIO(path.read_bytes()), path.name)},
-        content_type="multipart/form-data",
-    )
-    assert r.status_code == 201, r.get_json()
-    body = {"type": "predict", "task": "embedding", "model": "minilm-l6", "input_file": r.get_json()["id"]}
-    r = client.post("/v1/jobs", headers=headers, json={**body, "priority": priority})
-    assert r.status_code == 202, r.get_json()
-    job_id = str(r.get_json()["id"])
+    file_id = upload(client, headers, path)
+    job = submit(client, headers, task="embedding", model="minilm-l6", input_file=file_id, priority=priority)
+    job_id = str(job["id"])
     plan_job(job_id, settings)
     return job_id, part_ids_of(settings, job_id), [t[0] for t in texts]
 
@@ -394,7 +364,8 @@ def parts_done(settings: Settings, job_id: str) -> int:
 def test_a_small_job_submitted_after_a_big_one_finishes_long_before_it(
     client: FlaskClient, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    big_headers, small_headers = headers_of(worker_settings, "big"), headers_of(worker_settings, "small")
+    big_headers = tenant_headers(worker_settings, "big")
+    small_headers = tenant_headers(worker_settings, "small")
     # given: tenant "big" submits 200 records (10 parts), then tenant "small" 40 records (2 parts)
     big, big_parts, big_ids = planned(client, big_headers, worker_settings, tmp_path / "big.jsonl", 200)
     small, small_parts, small_ids = planned(
@@ -434,7 +405,7 @@ def test_a_small_job_submitted_after_a_big_one_finishes_long_before_it(
 def test_priority_orders_one_tenants_jobs_and_spare_messages_run_what_waits(
     client: FlaskClient, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    headers = headers_of(worker_settings, "acme")
+    headers = tenant_headers(worker_settings, "acme")
     # given: a priority-0 job of 4 parts, then a priority-9 job of 2 parts, same tenant
     low, low_parts, _ = planned(client, headers, worker_settings, tmp_path / "low.jsonl", 80)
     high, high_parts, high_ids = planned(client, headers, worker_settings, tmp_path / "high.jsonl", 40, 9)
@@ -468,24 +439,11 @@ def test_priority_orders_one_tenants_jobs_and_spare_messages_run_what_waits(
     assert (job.status, job.completed, job.parts_done) == ("succeeded", 80, 4)
 
 
-@pytest.fixture
-def celery_worker(worker_settings: Settings) -> Iterator[Any]:
-    app = build_worker_app(worker_settings)
-    with start_worker(
-        app,
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE],
-    ) as worker:
-        yield worker
-
-
 def test_a_celery_worker_runs_the_small_job_first(
     client: FlaskClient, worker_settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    big_headers, small_headers = headers_of(worker_settings, "big"), headers_of(worker_settings, "small")
+    big_headers = tenant_headers(worker_settings, "big")
+    small_headers = tenant_headers(worker_settings, "small")
     # given: both jobs planned (their run_part messages wait in Redis, the big job's first); the submit's
     # plan messages are dropped, the plans are made
     big, big_parts, _ = planned(client, big_headers, worker_settings, tmp_path / "big.jsonl", 200)

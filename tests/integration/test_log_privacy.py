@@ -7,22 +7,20 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.app import create_app
-from shared import queue
 from shared.db import session_scope
 from shared.models import ResultCache, Tenant
-from shared.settings import Settings, get_settings, reset_settings_cache
+from shared.settings import Settings
 from shared.tenants import create_tenant_key
-from worker.main import build_worker_app
+from tests.helpers.tenant_http import tenant_http
+from tests.helpers.worker_env import in_process_worker
 
 pytestmark = pytest.mark.integration
 
@@ -48,21 +46,8 @@ def records() -> bytes:
 
 
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    env = {
-        "INFERQ_DATA_DIR": str(s3_settings.data_dir),
-        "INFERQ_DATABASE_URL": s3_settings.database_url,
-        "INFERQ_BROKER_URL": s3_settings.broker_url,
-        "INFERQ_STORAGE_URL": s3_settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url or "",
-        "INFERQ_PART_RECORDS": "4",
-        "INFERQ_TORCH_THREADS": "1",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    return make_worker_settings(INFERQ_PART_RECORDS="4")
 
 
 def leaks(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -80,9 +65,7 @@ def test_no_log_line_holds_record_contents(
     worker_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # the root logger: every library logger under it too
-    client = create_app(worker_settings).test_client()
-    with session_scope(worker_settings) as session:
-        headers = {"Authorization": f"Bearer {create_tenant_key(session, 'logs')}"}
+    client, headers = tenant_http(worker_settings, "logs")
 
     # given: an upload whose records carry the sentinel
     r = client.post(
@@ -99,16 +82,7 @@ def test_no_log_line_holds_record_contents(
     assert client.post("/v1/jobs?dry_run=true", headers=headers, json=body).status_code == 200
     r = client.post("/v1/embeddings", headers=headers, json={"model": "minilm-l6", "input": [SENTINEL]})
     assert r.status_code == 200, r.get_json()
-    app = build_worker_app(worker_settings)
-    with start_worker(
-        app,
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE],
-        loglevel="DEBUG",  # the worker sets the root logger's level to this
-    ):
+    with in_process_worker(worker_settings, loglevel="DEBUG"):  # it sets the root logger's level to this
         caplog.set_level(logging.DEBUG)
         job_id = client.post("/v1/jobs", headers=headers, json=body).get_json()["id"]
         job = wait_terminal(client, headers, job_id)

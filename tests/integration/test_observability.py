@@ -14,40 +14,23 @@ from typing import Any
 
 import httpx
 import pytest
-from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 
-from api.app import create_app
 from shared import queue, worker_presence
-from shared.db import session_scope
 from shared.logs import JsonFormatter
-from shared.settings import Settings, get_settings, reset_settings_cache
-from shared.tenants import create_tenant_key
+from shared.settings import Settings
 from tests.conftest import ApiClient, free_port
 from tests.helpers.prometheus_text import metric
+from tests.helpers.tenant_http import tenant_http
+from tests.helpers.worker_env import in_process_worker
 from worker import metrics_server
-from worker.main import build_worker_app
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    env = {
-        "INFERQ_DATA_DIR": str(s3_settings.data_dir),
-        "INFERQ_DATABASE_URL": s3_settings.database_url,
-        "INFERQ_BROKER_URL": s3_settings.broker_url,
-        "INFERQ_STORAGE_URL": s3_settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url or "",
-        "INFERQ_PART_RECORDS": "4",
-        "INFERQ_TORCH_THREADS": "1",
-        "INFERQ_WORKER_METRICS_PORT": str(free_port()),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    return make_worker_settings(INFERQ_PART_RECORDS="4", INFERQ_WORKER_METRICS_PORT=str(free_port()))
 
 
 @pytest.fixture
@@ -83,10 +66,7 @@ def test_after_a_job_runs_the_metrics_have_its_series_and_the_json_logs_its_ids(
     # given: an in-process worker with its metrics endpoint, and the API
     endpoint = metrics_server.start(worker_settings, "w-test", "none")
     assert endpoint is not None
-    app = create_app(worker_settings)
-    client = app.test_client()
-    with session_scope(worker_settings) as session:
-        headers = {"Authorization": f"Bearer {create_tenant_key(session, 'observed')}"}
+    client, headers = tenant_http(worker_settings, "observed")
     data = "".join(json.dumps({"id": f"r{i}", "text": f"record {i} " * (i + 1)}) + "\n" for i in range(10))
     r = client.post(
         "/v1/files",
@@ -96,14 +76,7 @@ def test_after_a_job_runs_the_metrics_have_its_series_and_the_json_logs_its_ids(
     )
     assert r.status_code == 201, r.get_json()
     try:
-        with start_worker(
-            build_worker_app(worker_settings),
-            pool="solo",
-            loglevel="INFO",
-            perform_ping_check=False,
-            shutdown_timeout=30,
-            queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE],
-        ):
+        with in_process_worker(worker_settings, loglevel="INFO"):
             # when: an embedding job runs (3 parts of 4 records, one bad record)
             r = client.post(
                 "/v1/jobs",

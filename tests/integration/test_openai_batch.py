@@ -15,44 +15,22 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from celery.contrib.testing.worker import start_worker
 from waitress import wasyncore
 from waitress.server import create_server
 
 from api.app import create_app
-from shared import queue
-from shared.db import session_scope
-from shared.settings import Settings, get_settings, reset_settings_cache
-from shared.tenants import create_tenant_key
+from shared.settings import Settings
 from tests.conftest import free_port
 from tests.e2e.inputs import real_sentences, reference_embeddings
+from tests.helpers.tenant_http import new_tenant_key
 from worker.finalizer import finalize_job
-from worker.main import build_worker_app
 
 pytestmark = pytest.mark.integration
 
 BATCH_TERMINAL = {"completed", "failed", "cancelled", "expired"}
 
 
-@pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The worker's tasks read get_settings(): point the environment at this test's servers."""
-    env = {
-        "INFERQ_DATA_DIR": str(s3_settings.data_dir),
-        "INFERQ_DATABASE_URL": s3_settings.database_url,
-        "INFERQ_BROKER_URL": s3_settings.broker_url,
-        "INFERQ_STORAGE_URL": s3_settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url or "",
-        "INFERQ_PART_RECORDS": "30",
-        "INFERQ_TORCH_THREADS": "1",
-        "INFERQ_HEARTBEAT_SECONDS": "1",
-        "INFERQ_LEASE_SECONDS": "10",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+# `worker_settings` (parts of 30 records) and `celery_worker` are the shared ones of tests/conftest.py.
 
 
 @pytest.fixture
@@ -70,23 +48,8 @@ def server(worker_settings: Settings) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def celery_worker(worker_settings: Settings) -> Iterator[Any]:
-    app = build_worker_app(worker_settings)
-    with start_worker(
-        app,
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE],
-    ) as worker:
-        yield worker
-
-
 def sdk(server: str, settings: Settings, tenant: str) -> openai.OpenAI:
-    with session_scope(settings) as session:
-        key = create_tenant_key(session, tenant)
+    key = new_tenant_key(settings, tenant)
     return openai.OpenAI(base_url=f"{server}/v1", api_key=key, max_retries=0, timeout=60)
 
 

@@ -5,9 +5,8 @@ The planner, runner and finalizer are driven directly (no Celery worker), on Pos
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,11 @@ import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from api.app import create_app
 from shared.client import Client
-from shared.db import session_scope
-from shared.settings import Settings, get_settings, reset_settings_cache
-from shared.tenants import create_tenant_key
+from shared.settings import Settings
 from tests.e2e.inputs import write_mixed_input
+from tests.helpers.tenant_http import Http
+from tests.integration.test_worker_pipeline import submit, upload
 from worker.finalizer import finalize_job
 from worker.planner import plan_job
 from worker.runner import part_ids_of, run_part
@@ -29,30 +27,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The worker functions read get_settings(): point the environment at this test's servers."""
-    env = {
-        "INFERQ_DATA_DIR": str(s3_settings.data_dir),
-        "INFERQ_DATABASE_URL": s3_settings.database_url,
-        "INFERQ_BROKER_URL": s3_settings.broker_url,
-        "INFERQ_STORAGE_URL": s3_settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url or "",
-        "INFERQ_PART_RECORDS": "20",
-        "INFERQ_TORCH_THREADS": "1",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
-
-
-@pytest.fixture
-def http(worker_settings: Settings) -> tuple[FlaskClient, dict[str, str], str]:
-    app = create_app(worker_settings)
-    with session_scope(worker_settings) as session:
-        key = create_tenant_key(session, "partial")
-    return app.test_client(), {"Authorization": f"Bearer {key}"}, key
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    """Parts of 20 records. (`http` is the shared one of tests/conftest.py.)"""
+    return make_worker_settings(INFERQ_PART_RECORDS="20")
 
 
 def planned_job(
@@ -61,20 +38,8 @@ def planned_job(
     """An embedding job over `records` good sentences (and a few broken lines), planned into parts of
     20; returns its id, its part ids and the good records' ids in input order."""
     path, texts, _ = write_mixed_input(tmp_path / "in.jsonl", records=records, broken_every=25)
-    r = client.post(
-        "/v1/files",
-        headers=headers,
-        data={"purpose": "input", "file": (io.BytesIO(path.read_bytes()), path.name)},
-        content_type="multipart/form-data",
-    )
-    assert r.status_code == 201, r.get_json()
-    r = client.post(
-        "/v1/jobs",
-        headers=headers,
-        json={"type": "predict", "task": "embedding", "model": "minilm-l6", "input_file": r.get_json()["id"]},
-    )
-    assert r.status_code == 202, r.get_json()
-    job_id = str(r.get_json()["id"])
+    file_id = upload(client, headers, path)
+    job_id = str(submit(client, headers, task="embedding", model="minilm-l6", input_file=file_id)["id"])
     plan_job(job_id, settings)
     return job_id, part_ids_of(settings, job_id), [t[0] for t in texts]
 
@@ -104,9 +69,9 @@ def drain(
 
 
 def test_results_page_through_finished_parts_while_the_job_runs(
-    http: tuple[FlaskClient, dict[str, str], str], worker_settings: Settings, tmp_path: Path
+    http: Http, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    client, headers, _ = http
+    client, headers = http
     # given: a job of 60 records in parts of 20 lines, only part 0 run
     job_id, parts, ids = planned_job(client, headers, worker_settings, tmp_path, records=58)
     assert len(parts) == 3
@@ -146,9 +111,9 @@ def test_results_page_through_finished_parts_while_the_job_runs(
 
 
 def test_cancelled_job_pages_every_finished_line(
-    http: tuple[FlaskClient, dict[str, str], str], worker_settings: Settings, tmp_path: Path
+    http: Http, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    client, headers, _ = http
+    client, headers = http
     # given: a job whose parts 0 and 2 finished before a cancel
     job_id, parts, ids = planned_job(client, headers, worker_settings, tmp_path, records=58)
     assert run_part(parts[0], worker_settings) == "done"
@@ -169,10 +134,8 @@ def test_cancelled_job_pages_every_finished_line(
     assert end is None
 
 
-def test_bad_cursor_and_limit_are_refused(
-    http: tuple[FlaskClient, dict[str, str], str], worker_settings: Settings, tmp_path: Path
-) -> None:
-    client, headers, _ = http
+def test_bad_cursor_and_limit_are_refused(http: Http, worker_settings: Settings, tmp_path: Path) -> None:
+    client, headers = http
     # given: a planned job
     job_id, _, _ = planned_job(client, headers, worker_settings, tmp_path, records=10)
     # when / then
@@ -186,9 +149,10 @@ def test_bad_cursor_and_limit_are_refused(
 
 
 def test_client_follows_results_as_parts_finish(
-    http: tuple[FlaskClient, dict[str, str], str], worker_settings: Settings, tmp_path: Path
+    http: Http, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    flask_client, headers, key = http
+    flask_client, headers = http
+    key = headers["Authorization"].removeprefix("Bearer ")
     # given: a job with part 0 done, followed through the Python client
     job_id, parts, ids = planned_job(flask_client, headers, worker_settings, tmp_path, records=58)
     assert run_part(parts[0], worker_settings) == "done"

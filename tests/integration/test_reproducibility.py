@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from shared import keys
 from shared.db import session_scope
 from shared.models import Job, JobEvent, JobPart, Tenant
 from shared.registry import builtin_path, register_folder
-from shared.settings import Settings, get_settings, reset_settings_cache
+from shared.settings import Settings, get_settings
 from shared.storage import get_storage
 from tests.conftest import ApiClient
 from tests.helpers.tiny_models import make_tiny_text_classifier
@@ -30,22 +30,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The worker code reads get_settings() too: point the environment at this test's servers."""
-    env = {
-        "INFERQ_DATA_DIR": str(s3_settings.data_dir),
-        "INFERQ_DATABASE_URL": s3_settings.database_url,
-        "INFERQ_BROKER_URL": s3_settings.broker_url,
-        "INFERQ_STORAGE_URL": s3_settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url or "",
-        "INFERQ_PART_RECORDS": "10",
-        "INFERQ_TORCH_THREADS": "1",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    return make_worker_settings(INFERQ_PART_RECORDS="10")
 
 
 @pytest.fixture

@@ -7,29 +7,28 @@ import base64
 import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 from PIL import Image
 from sqlalchemy import func, select
 
 from api.app import create_app
-from shared import queue
 from shared.db import session_scope
-from shared.models import ResultCache, Tenant
+from shared.models import ResultCache
 from shared.registry import register_folder
-from shared.settings import Settings, get_settings, reset_settings_cache
+from shared.settings import Settings
 from shared.storage import get_storage
 from shared.tenants import create_tenant_key
 from tests.e2e.inputs import real_sentences
+from tests.helpers.tenant_http import tenant_headers, tenant_id
 from tests.helpers.tiny_models import make_tiny_image_classifier
-from tests.integration.test_worker_pipeline import settings_env, submit, upload, wait_terminal
+from tests.helpers.worker_env import QUICK_LEASES
+from tests.integration.test_worker_pipeline import submit, upload, wait_terminal
 from worker import result_cache_store
-from worker.main import build_worker_app
 
 pytestmark = pytest.mark.integration
 
@@ -41,43 +40,15 @@ ACCENTED = 20  # "café" composed in file 1, decomposed in file 2: the same norm
 
 
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The tasks read get_settings(): point the environment at this test's servers."""
-    env = {**settings_env(s3_settings), "INFERQ_PART_RECORDS": str(PART_RECORDS)}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    return make_worker_settings(INFERQ_PART_RECORDS=str(PART_RECORDS), **QUICK_LEASES)
 
 
 @pytest.fixture
 def http(worker_settings: Settings) -> tuple[FlaskClient, dict[str, str], dict[str, str]]:
     """A client and the auth headers of two tenants."""
-    app = create_app(worker_settings)
-    with session_scope(worker_settings) as session:
-        key_a = create_tenant_key(session, "cache-a")
-        key_b = create_tenant_key(session, "cache-b")
-    return app.test_client(), {"Authorization": f"Bearer {key_a}"}, {"Authorization": f"Bearer {key_b}"}
-
-
-@pytest.fixture
-def celery_worker(worker_settings: Settings) -> Iterator[Any]:
-    app = build_worker_app(worker_settings)
-    with start_worker(
-        app,
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE],
-    ) as worker:
-        yield worker
-
-
-def tenant_id(settings: Settings, name: str) -> str:
-    with session_scope(settings) as session:
-        return str(session.execute(select(Tenant.id).where(Tenant.name == name)).scalar_one())
+    client = create_app(worker_settings).test_client()
+    return client, tenant_headers(worker_settings, "cache-a"), tenant_headers(worker_settings, "cache-b")
 
 
 def cache_rows(settings: Settings, tenant: str) -> int:

@@ -7,8 +7,9 @@ Postgres, Redis and moto S3; the proof of deletion is a listing of the bucket it
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from api.app import create_app
 from shared import keys
 from shared.db import session_scope
 from shared.models import File, Job, ResultCache, Tenant, utcnow
-from shared.settings import Settings, get_settings, reset_settings_cache
+from shared.settings import Settings
 from shared.storage import S3Storage, get_storage
 from shared.tenants import create_tenant_key
 from tests.integration.test_api_jobs import finish_job
@@ -50,29 +51,9 @@ def about(delta: timedelta, days: int) -> bool:
 
 
 @pytest.fixture
-def make_worker_settings(
-    s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., Settings]]:
-    """Settings the worker stages read through get_settings(), on this test's servers, plus `extra` env."""
-
-    def make(**extra: str) -> Settings:
-        env = {
-            "INFERQ_DATA_DIR": str(s3_settings.data_dir),
-            "INFERQ_DATABASE_URL": s3_settings.database_url,
-            "INFERQ_BROKER_URL": s3_settings.broker_url,
-            "INFERQ_STORAGE_URL": s3_settings.storage_url,
-            "INFERQ_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url or "",
-            "INFERQ_PART_RECORDS": "5",
-            "INFERQ_TORCH_THREADS": "1",
-            **extra,
-        }
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        reset_settings_cache()
-        return get_settings()
-
-    yield make
-    reset_settings_cache()
+def make_worker_settings(make_worker_settings: Callable[..., Settings]) -> Callable[..., Settings]:
+    """The shared factory, with parts of 5 records unless a test passes its own."""
+    return functools.partial(make_worker_settings, INFERQ_PART_RECORDS="5")
 
 
 class Actor:

@@ -10,7 +10,7 @@ import base64
 import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,19 +19,17 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import update
 from werkzeug.serving import make_server
 
-from api.app import create_app
 from shared.cli import main as cli
 from shared.client import Client
 from shared.db import session_scope
-from shared.models import Job, Tenant, utcnow
-from shared.registry import register_folder
-from shared.settings import Settings, get_settings, reset_settings_cache
+from shared.models import Job, utcnow
+from shared.settings import Settings
 from shared.storage import get_storage
-from shared.tenants import create_tenant_key
 from tests.helpers.labelled_data import png_base64, stripe_rows
+from tests.helpers.tenant_http import Http, register_model, tenant_headers, tenant_id
 from tests.helpers.tiny_models import make_tiny_image_classifier, make_tiny_text_classifier
 from worker.finalizer import finalize_job
 from worker.planner import plan_job
@@ -41,35 +39,17 @@ from worker.runner import part_ids_of, run_part
 pytestmark = pytest.mark.integration
 
 TENANT = "retrier"
-Http = tuple[FlaskClient, dict[str, str]]
 
 
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The worker functions read get_settings(): point the environment at this test's servers; parts of
-    4 records so that a few records make several parts."""
-    env = {
-        "INFERQ_DATA_DIR": str(s3_settings.data_dir),
-        "INFERQ_DATABASE_URL": s3_settings.database_url,
-        "INFERQ_BROKER_URL": s3_settings.broker_url,
-        "INFERQ_STORAGE_URL": s3_settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url or "",
-        "INFERQ_PART_RECORDS": "4",
-        "INFERQ_TORCH_THREADS": "1",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    """Parts of 4 records, so that a few records make several parts."""
+    return make_worker_settings(INFERQ_PART_RECORDS="4")
 
 
 @pytest.fixture
-def http(worker_settings: Settings) -> Http:
-    app = create_app(worker_settings)
-    with session_scope(worker_settings) as session:
-        key = create_tenant_key(session, TENANT)
-    return app.test_client(), {"Authorization": f"Bearer {key}"}
+def tenant_name() -> str:
+    return TENANT
 
 
 @pytest.fixture
@@ -81,16 +61,6 @@ def served(http: Http) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
-
-
-def tenant_id(settings: Settings) -> str:
-    with session_scope(settings) as session:
-        return str(session.execute(select(Tenant.id).where(Tenant.name == TENANT)).scalar_one())
-
-
-def register(settings: Settings, name: str, folder: Path, task: str) -> str:
-    with session_scope(settings) as session:
-        return register_folder(session, get_storage(settings), tenant_id(settings), name, folder, task).ref
 
 
 def upload(client: FlaskClient, headers: dict[str, str], data: bytes, name: str = "in.jsonl") -> str:
@@ -142,8 +112,9 @@ def test_retry_errored_after_the_missing_images_arrive_merges_in_input_order(
     http: Http, worker_settings: Settings, tmp_path: Path
 ) -> None:
     client, headers = http
-    model = register(
+    model = register_model(
         worker_settings,
+        TENANT,
         "tiny-vit",
         make_tiny_image_classifier(tmp_path / "vit", ["h", "v"], "vit"),
         "image-classification",
@@ -182,7 +153,7 @@ def test_retry_errored_after_the_missing_images_arrive_merges_in_input_order(
     # when: the images are uploaded, and the errored records are retried (with an Idempotency-Key)
     storage = get_storage(worker_settings)
     for i, label in ((1, "h"), (3, "v"), (7, "h")):
-        storage.put_bytes(f"t/{tenant_id(worker_settings)}/images/late-{i}.png", png(label))
+        storage.put_bytes(f"t/{tenant_id(worker_settings, TENANT)}/images/late-{i}.png", png(label))
     r = retry(client, headers, parent, {"only": "errored"}, **{"Idempotency-Key": "retry-1"})
 
     # then: 202 with a queued child, and the same key answers the same child
@@ -247,8 +218,9 @@ def test_retry_errored_after_the_missing_images_arrive_merges_in_input_order(
 
 
 def tiny_text_model(settings: Settings, tmp_path: Path) -> str:
-    return register(
+    return register_model(
         settings,
+        TENANT,
         "tiny-text",
         make_tiny_text_classifier(tmp_path / "text", ["neg", "pos"]),
         "text-classification",
@@ -351,9 +323,7 @@ def test_retry_refuses_what_it_cannot_do(http: Http, worker_settings: Settings, 
     running = submit(client, headers, "text-classification", model, file_id)
     finished = submit(client, headers, "text-classification", model, file_id)
     assert run_job(worker_settings, finished) == "succeeded"
-    with session_scope(worker_settings) as session:
-        other_key = create_tenant_key(session, "someone-else")
-    other = {"Authorization": f"Bearer {other_key}"}
+    other = tenant_headers(worker_settings, "someone-else")
 
     cases: list[tuple[str, dict[str, str], Any, int, str]] = [
         # the request itself

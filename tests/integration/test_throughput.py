@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
 
 from shared.settings import Settings
-from tests.integration.test_partial_results import http, planned_job, worker_settings
+from tests.helpers.tenant_http import Http
+from tests.integration.test_partial_results import planned_job
 from worker.finalizer import finalize_job
 from worker.runner import run_part
 
 pytestmark = pytest.mark.integration
-__all__ = ["http", "worker_settings"]  # fixtures shared with the partial-results tests
+
+
+@pytest.fixture
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    """planned_job's parts of 20 records. (`http` is the shared one of tests/conftest.py.)"""
+    return make_worker_settings(INFERQ_PART_RECORDS="20")
 
 
 def test_a_running_job_shows_its_rate_and_eta_then_its_average_when_done(
-    http: tuple[FlaskClient, dict[str, str], str], worker_settings: Settings, tmp_path: Path
+    http: Http, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    client, headers, _ = http
+    client, headers = http
     # given: a job of three parts of which one has run
     job_id, parts, _ = planned_job(client, headers, worker_settings, tmp_path, records=58)
     assert run_part(parts[0], worker_settings) == "done"

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
-from celery.contrib.testing.worker import start_worker
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import delete, func, select, update
@@ -31,38 +28,24 @@ from shared.registry import register_folder
 from shared.settings import Settings
 from shared.states import JobStatus
 from shared.storage import get_storage
-from shared.tenants import create_tenant_key
 from tests.helpers.labelled_data import sentiment_rows, write_jsonl
+from tests.helpers.tenant_http import Http, tenant_headers
 from tests.helpers.tiny_models import make_tiny_text_classifier
-from tests.integration import test_training as training
+from tests.helpers.worker_env import in_process_worker
 from tests.integration.test_training import TENANT, events_of, upload, wait_terminal
 from worker.finalizer import finalize_job
-from worker.main import build_worker_app
 from worker.planner import plan_job
 from worker.reconciler import reconcile
 
 pytestmark = pytest.mark.integration
 
-# The fixtures of the training tests: settings for in-process workers, the app with a key of TENANT, and
-# a tiny random-weight BERT classifier registered as the tenant's `tiny-base:1`.
-worker_settings = training.worker_settings
-http = training.http
-tiny_base = training.tiny_base
-
-Http = tuple[FlaskClient, dict[str, str]]
+# `worker_settings` (parts of 30 records), `http` and `tiny_base`: the shared ones of tests/conftest.py,
+# for the training tests' TENANT.
 
 
-@contextmanager
-def running_worker(settings: Settings) -> Iterator[None]:
-    with start_worker(
-        build_worker_app(settings),
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE, queue.QUEUE_TRAINING],
-    ):
-        yield
+@pytest.fixture
+def tenant_name() -> str:
+    return TENANT
 
 
 def post(client: FlaskClient, headers: dict[str, str], path: str = "/v1/jobs", **body: Any) -> Any:
@@ -183,7 +166,7 @@ def test_a_predict_job_waits_for_training_then_runs_on_the_new_version(
     assert reconcile(worker_settings, resend_after=0).plans == 0
 
     # when: the worker trains, then runs what waited
-    with running_worker(worker_settings):
+    with in_process_worker(worker_settings, queue.QUEUE_TRAINING):
         trained = wait_terminal(client, headers, train_id)
         done = wait_terminal(client, headers, predict_id)
         evaluated = wait_terminal(client, headers, evaluate_id)
@@ -211,7 +194,7 @@ def test_a_failing_training_fails_the_waiting_job_with_its_cause(
     r = post(client, headers, **predict_body(f"train:{train_id}", files["input"]))
     assert r.status_code == 202 and r.get_json()["waiting_for"] == train_id
     # when
-    with running_worker(worker_settings):
+    with in_process_worker(worker_settings, queue.QUEUE_TRAINING):
         trained = wait_terminal(client, headers, train_id)
         done = wait_terminal(client, headers, r.get_json()["id"])
     # then: it failed without running, and says why
@@ -361,8 +344,7 @@ def test_submits_that_can_never_run_are_refused_and_create_nothing(
 ) -> None:
     client, headers = http
     # given: a train job of another tenant, a predict job, a running train job and a failed one
-    with session_scope(worker_settings) as session:
-        other = {"Authorization": f"Bearer {create_tenant_key(session, 'other')}"}
+    other = tenant_headers(worker_settings, "other")
     other_training = upload(client, other, write_jsonl(tmp_path / "other.jsonl", sentiment_rows(4)))
     other_train = submit_train(client, other, other_training)
     embed = post(client, headers, **predict_body("minilm-l6", files["input"], task="embedding")).get_json()[

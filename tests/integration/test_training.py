@@ -5,27 +5,18 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
-from shared import queue
 from shared.db import session_scope
-from shared.models import ModelVersion, Tenant
-from shared.registry import register_folder
-from shared.settings import Settings, get_settings, reset_settings_cache
-from shared.storage import get_storage
-from shared.tenants import create_tenant_key
+from shared.models import ModelVersion
+from shared.settings import Settings
 from tests.helpers.labelled_data import sentiment_rows, write_jsonl
-from tests.helpers.tiny_models import make_tiny_text_classifier
-from tests.integration.test_worker_pipeline import settings_env
-from worker.main import build_worker_app
+from tests.helpers.tenant_http import Http
 
 pytestmark = pytest.mark.integration
 
@@ -33,46 +24,13 @@ TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 TENANT = "trainer"
 
 
-@pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    for name, value in settings_env(s3_settings).items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+# `worker_settings` (parts of 30 records), `http`, `tiny_base` and `training_worker`: the shared ones of
+# tests/conftest.py, for TENANT.
 
 
 @pytest.fixture
-def http(worker_settings: Settings) -> tuple[FlaskClient, dict[str, str]]:
-    app = create_app(worker_settings)
-    with session_scope(worker_settings) as session:
-        key = create_tenant_key(session, TENANT)
-    return app.test_client(), {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def celery_worker(worker_settings: Settings) -> Iterator[Any]:
-    app = build_worker_app(worker_settings)
-    with start_worker(
-        app,
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE, queue.QUEUE_TRAINING],
-    ) as worker:
-        yield worker
-
-
-@pytest.fixture
-def tiny_base(worker_settings: Settings, http: Any, tmp_path: Path) -> str:
-    """A tiny random-weight BERT classifier registered as the tenant's `tiny-base:1`."""
-    folder = make_tiny_text_classifier(tmp_path / "tiny", ["x", "y"])
-    with session_scope(worker_settings) as session:
-        tenant_id = session.execute(select(Tenant.id).where(Tenant.name == TENANT)).scalar_one()
-        return register_folder(
-            session, get_storage(worker_settings), tenant_id, "tiny-base", folder, "text-classification"
-        ).ref
+def tenant_name() -> str:
+    return TENANT
 
 
 def upload(client: FlaskClient, headers: dict[str, str], path: Path, purpose: str = "training") -> str:
@@ -110,7 +68,7 @@ def events_of(client: FlaskClient, headers: dict[str, str], job_id: str) -> list
 
 
 def test_train_job_fine_tunes_registers_and_predicts(
-    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, tiny_base: str, tmp_path: Path
+    http: Http, training_worker: Any, tiny_base: str, tmp_path: Path
 ) -> None:
     client, headers = http
     # given: 80 labelled sentences and 2 bad lines
@@ -179,7 +137,7 @@ def test_train_job_fine_tunes_registers_and_predicts(
 
 
 def test_a_training_file_with_one_label_fails_with_a_clear_error(
-    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, tiny_base: str, tmp_path: Path
+    http: Http, training_worker: Any, tiny_base: str, tmp_path: Path
 ) -> None:
     client, headers = http
     # given: every record has the same label
@@ -204,7 +162,7 @@ def test_a_training_file_with_one_label_fails_with_a_clear_error(
 
 
 def test_from_scratch_is_deterministic_given_the_seed(
-    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, worker_settings: Settings, tmp_path: Path
+    http: Http, training_worker: Any, worker_settings: Settings, tmp_path: Path
 ) -> None:
     client, headers = http
     # given: Chinese and English labelled text
@@ -239,9 +197,7 @@ def test_from_scratch_is_deterministic_given_the_seed(
     assert len(shas) == 2 and shas[0] == shas[1]
 
 
-def test_cancel_stops_training_within_a_batch(
-    http: tuple[FlaskClient, dict[str, str]], celery_worker: Any, tmp_path: Path
-) -> None:
+def test_cancel_stops_training_within_a_batch(http: Http, training_worker: Any, tmp_path: Path) -> None:
     client, headers = http
     # given: a long training job that has finished an epoch
     training = upload(client, headers, write_jsonl(tmp_path / "t.jsonl", sentiment_rows(400)))

@@ -10,26 +10,23 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
 from shared import jobs, queue
 from shared.db import session_scope
 from shared.ids import new_id
 from shared.models import Job, JobEvent, Tenant, WebhookDelivery, utcnow
 from shared.queue_depth import queue_depths
-from shared.settings import Settings, get_settings, reset_settings_cache
-from shared.tenants import create_tenant_key
-from worker.main import build_worker_app
+from shared.settings import Settings, get_settings
+from tests.helpers.tenant_http import tenant_headers, tenant_http
 from worker.reconciler import reconcile
 from worker.webhooks import deliver
 
@@ -107,28 +104,11 @@ def signature_ok(secret: str, request: Received) -> bool:
 # ---- the service -----------------------------------------------------------------------------------
 
 
-def env_of(settings: Settings, **more: str) -> dict[str, str]:
-    return {
-        "INFERQ_DATA_DIR": str(settings.data_dir),
-        "INFERQ_DATABASE_URL": settings.database_url,
-        "INFERQ_BROKER_URL": settings.broker_url,
-        "INFERQ_STORAGE_URL": settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "INFERQ_TORCH_THREADS": "1",
-        "INFERQ_WEBHOOK_BACKOFF_SECONDS": "1",
-        "INFERQ_WEBHOOK_TIMEOUT": "5",
-        **more,
-    }
-
-
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The tasks read get_settings(): point the environment at this test's servers."""
-    for name, value in env_of(s3_settings, INFERQ_WEBHOOK_MAX_ATTEMPTS="4").items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
+def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
+    return make_worker_settings(
+        INFERQ_WEBHOOK_BACKOFF_SECONDS="1", INFERQ_WEBHOOK_TIMEOUT="5", INFERQ_WEBHOOK_MAX_ATTEMPTS="4"
+    )
 
 
 @dataclass
@@ -139,22 +119,7 @@ class Tenant_:
 
 @pytest.fixture
 def tenant(worker_settings: Settings) -> Tenant_:
-    with session_scope(worker_settings) as session:
-        key = create_tenant_key(session, "hooks")
-    return Tenant_(create_app(worker_settings).test_client(), {"Authorization": f"Bearer {key}"})
-
-
-@pytest.fixture
-def celery_worker(worker_settings: Settings) -> Iterator[Any]:
-    with start_worker(
-        build_worker_app(worker_settings),
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE],
-    ) as worker:
-        yield worker
+    return Tenant_(*tenant_http(worker_settings, "hooks"))
 
 
 def upload(t: Tenant_, data: bytes) -> str:
@@ -328,9 +293,7 @@ def test_the_webhook_secret_is_made_once_per_tenant_and_can_be_rotated(tenant: T
     # when: the secret is read twice, and by another tenant
     first = tenant.client.get("/v1/webhook_secret", headers=tenant.headers)
     again = tenant.client.get("/v1/webhook_secret", headers=tenant.headers).get_json()["secret"]
-    with session_scope(get_settings()) as session:
-        other_key = create_tenant_key(session, "someone-else")
-    other = tenant.client.get("/v1/webhook_secret", headers={"Authorization": f"Bearer {other_key}"})
+    other = tenant.client.get("/v1/webhook_secret", headers=tenant_headers(get_settings(), "someone-else"))
 
     # then: one stable secret per tenant, in the Standard Webhooks format
     assert first.status_code == 200

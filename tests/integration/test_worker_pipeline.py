@@ -5,27 +5,20 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from api.app import create_app
-from shared import queue
 from shared.db import session_scope
 from shared.models import Job, JobEvent, JobPart
-from shared.registry import register_folder
-from shared.settings import Settings, get_settings, reset_settings_cache
-from shared.storage import get_storage
-from shared.tenants import create_tenant_key
+from shared.settings import Settings, get_settings
 from tests.e2e.inputs import reference_embeddings, write_mixed_input
+from tests.helpers.tenant_http import Http, register_model
 from tests.helpers.tiny_models import make_tiny_text_classifier
-from worker.main import build_worker_app
 from worker.reconciler import reconcile
 
 pytestmark = pytest.mark.integration
@@ -33,50 +26,12 @@ pytestmark = pytest.mark.integration
 TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    return {
-        "INFERQ_DATA_DIR": str(settings.data_dir),
-        "INFERQ_DATABASE_URL": settings.database_url,
-        "INFERQ_BROKER_URL": settings.broker_url,
-        "INFERQ_STORAGE_URL": settings.storage_url,
-        "INFERQ_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "INFERQ_PART_RECORDS": "30",
-        "INFERQ_TORCH_THREADS": "1",
-        "INFERQ_HEARTBEAT_SECONDS": "1",
-        "INFERQ_LEASE_SECONDS": "10",
-    }
+# `worker_settings` (parts of 30 records), `http` and `celery_worker`: the shared ones of tests/conftest.py.
 
 
 @pytest.fixture
-def worker_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The tasks read get_settings(): point the environment at this test's servers."""
-    for name, value in settings_env(s3_settings).items():
-        monkeypatch.setenv(name, value)
-    reset_settings_cache()
-    yield get_settings()
-    reset_settings_cache()
-
-
-@pytest.fixture
-def http(worker_settings: Settings) -> tuple[FlaskClient, dict[str, str], str]:
-    app = create_app(worker_settings)
-    with session_scope(worker_settings) as session:
-        key = create_tenant_key(session, "pipeline")
-    return app.test_client(), {"Authorization": f"Bearer {key}"}, key
-
-
-@pytest.fixture
-def celery_worker(worker_settings: Settings) -> Iterator[Any]:
-    app = build_worker_app(worker_settings)
-    with start_worker(
-        app,
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        shutdown_timeout=30,
-        queues=[queue.QUEUE_CONTROL, queue.QUEUE_INFERENCE],
-    ) as worker:
-        yield worker
+def tenant_name() -> str:
+    return "pipeline"
 
 
 def upload(client: FlaskClient, headers: dict[str, str], path: Path) -> str:
@@ -112,9 +67,9 @@ def wait_terminal(
 
 
 def test_embedding_job_runs_every_part_once_in_input_order(
-    http: tuple[FlaskClient, dict[str, str], str], celery_worker: Any, tmp_path: Path
+    http: Http, celery_worker: Any, tmp_path: Path
 ) -> None:
-    client, headers, _ = http
+    client, headers = http
     # given: 150 real sentences with a broken line every 15 lines, cut into parts of 30
     path, texts, bad_lines = write_mixed_input(tmp_path / "in.jsonl", records=150, broken_every=15)
     file_id = upload(client, headers, path)
@@ -161,21 +116,15 @@ def test_embedding_job_runs_every_part_once_in_input_order(
 
 
 def test_text_classification_with_an_imported_model(
-    http: tuple[FlaskClient, dict[str, str], str],
+    http: Http,
     celery_worker: Any,
     worker_settings: Settings,
     tmp_path: Path,
 ) -> None:
-    client, headers, _ = http
+    client, headers = http
     # given: a tiny random-weight classifier registered for the tenant
     folder = make_tiny_text_classifier(tmp_path / "clf", ["neg", "neu", "pos"])
-    with session_scope(worker_settings) as session:
-        from shared.models import Tenant
-
-        tenant_id = session.execute(select(Tenant.id).where(Tenant.name == "pipeline")).scalar_one()
-        ref = register_folder(
-            session, get_storage(worker_settings), tenant_id, "sentiment", folder, "text-classification"
-        ).ref
+    ref = register_model(worker_settings, "pipeline", "sentiment", folder, "text-classification")
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps({"text": f"sentence number {i} is fine"}) + "\n" for i in range(40)))
     file_id = upload(client, headers, path)
@@ -201,9 +150,9 @@ def test_text_classification_with_an_imported_model(
 
 
 def test_cancel_keeps_finished_parts_and_skips_the_rest(
-    http: tuple[FlaskClient, dict[str, str], str], worker_settings: Settings, tmp_path: Path
+    http: Http, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    client, headers, _ = http
+    client, headers = http
     # given: a planned job whose first part is done before a cancel arrives
     path, texts, _ = write_mixed_input(tmp_path / "in.jsonl", records=120, broken_every=1000)
     file_id = upload(client, headers, path)
@@ -232,9 +181,9 @@ def test_cancel_keeps_finished_parts_and_skips_the_rest(
 
 
 def test_duplicate_messages_do_nothing_and_lost_messages_are_resent(
-    http: tuple[FlaskClient, dict[str, str], str], worker_settings: Settings, tmp_path: Path
+    http: Http, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    client, headers, _ = http
+    client, headers = http
     path, _, _ = write_mixed_input(tmp_path / "in.jsonl", records=60, broken_every=1000)
     job = submit(
         client, headers, task="embedding", model="minilm-l6", input_file=upload(client, headers, path)
