@@ -127,11 +127,13 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     import waitress
 
     from api.app import create_app
+    from api.uploads import return_large_buffers_to_os
 
     _settings_or_exit()
     _setup_logging()
     settings = get_settings()
     app = create_app(settings)
+    return_large_buffers_to_os()  # RSS flat across large uploads and downloads
     log.info("inferq API on http://%s:%d", host, port)
     waitress.serve(
         app,

@@ -757,6 +757,11 @@ class Candidate:
     created_at: datetime  # the job's
 
 
+FAIR_CLAIM_ROUNDS = (
+    8  # claim_fair_part: looks again this often after losing races (each loss is another worker's win)
+)
+
+
 def next_parts(session: Session, limit: int = FAIR_CANDIDATES) -> list[Candidate]:
     """The next fresh part (queued, never attempted) of up to `limit` inference jobs, fairest first.
 
@@ -839,13 +844,23 @@ def claim_fair_part(
             return None
         if hint.status == PartStatus.QUEUED.value:
             waiting = hint_job
-    for candidate in next_parts(session):
-        scheduled = None if candidate.part_id == hint_part_id else _scheduled(hint, waiting, candidate)
-        lease = claim_part(session, candidate.part_id, owner, lease_seconds, scheduled=scheduled)
-        if lease is not None:
-            if waiting is not None and candidate.job_id != waiting.id:
-                _held_back(session, waiting, candidate)
-            return lease
+    # Another worker may win the race for a candidate (two idle workers take a job's first two messages
+    # at once and both pick its first fresh part): look again, since next_parts offers one part a job and
+    # the named part may be the very one just lost. Without this the message is spent on nothing and a
+    # part is left without one until the reconciler re-sends it (INFERQ_RESEND_AFTER_SECONDS).
+    lost: set[str] = set()
+    for _ in range(FAIR_CLAIM_ROUNDS):
+        candidates = [c for c in next_parts(session) if c.part_id not in lost]
+        if not candidates:
+            break
+        for candidate in candidates:
+            scheduled = None if candidate.part_id == hint_part_id else _scheduled(hint, waiting, candidate)
+            lease = claim_part(session, candidate.part_id, owner, lease_seconds, scheduled=scheduled)
+            if lease is not None:
+                if waiting is not None and candidate.job_id != waiting.id:
+                    _held_back(session, waiting, candidate)
+                return lease
+            lost.add(candidate.part_id)
     return claim_part(session, hint_part_id, owner, lease_seconds) if waiting is not None else None
 
 

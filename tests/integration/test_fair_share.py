@@ -271,6 +271,33 @@ def test_retries_and_broker_copies_keep_their_own_meaning(db: Settings) -> None:
     assert [rows.claim(a[1]), rows.claim(a[2]), rows.claim(a[1])] == [a[2], b[1], None]
 
 
+def test_a_message_that_loses_the_race_for_its_part_runs_the_next_one(
+    db: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = Rows(db)
+    a = rows.job("a", 2)
+    # given: two idle workers took the job's two messages at once and both chose part 0 (the fairest);
+    # the other worker's claim (with the message naming part 1) committed first
+    with session_scope(db) as session:
+        stale = jobs.next_parts(session)
+    with session_scope(db) as session:
+        assert jobs.claim_part(session, a[0], "other-worker", LEASE) is not None
+    real_next_parts = jobs.next_parts
+    reads = iter([stale])
+    monkeypatch.setattr(
+        jobs,
+        "next_parts",
+        lambda session, limit=jobs.FAIR_CANDIDATES: next(reads, None) or real_next_parts(session, limit),
+    )
+
+    # when: this worker's message, the one naming part 0, claims
+    claimed = rows.claim(a[0])
+
+    # then: having lost part 0, it looks again and runs part 1 instead of spending the message on nothing
+    assert claimed == a[1]
+    assert rows.part(a[1]).lease_token == 1
+
+
 @pytest.mark.parametrize(("value", "on"), [(None, True), ("1", True), ("off", False), ("0", False)])
 def test_fair_share_is_on_unless_turned_off(tmp_path: Path, value: str | None, on: bool) -> None:
     env = {"INFERQ_DATA_DIR": str(tmp_path)} | ({"INFERQ_FAIR_SHARE": value} if value is not None else {})
