@@ -40,7 +40,9 @@ def make_tiny_text_classifier(path: Path, labels: list[str], *, seed: int = 0) -
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(path)
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=64)
+    # `vocab=`, not `vocab_file=`: transformers 5 ignores the latter and the tokenizer would know only the
+    # special tokens, reading every word as [UNK].
+    tokenizer = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True, model_max_length=64)
     tokenizer.save_pretrained(path)
     if not (path / "model.safetensors").is_file():
         raise RuntimeError(f"save_pretrained wrote no model.safetensors in {path}")

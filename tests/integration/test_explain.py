@@ -17,7 +17,6 @@ from tests.helpers.tenant_http import Http
 from tests.helpers.tiny_models import make_tiny_image_classifier, make_tiny_text_classifier
 from tests.integration.test_evaluate_and_images import lines, register
 from tests.integration.test_training import TENANT, events_of, submit, upload, wait_terminal
-from tests.unit.test_explain import with_word_vocabulary
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +35,7 @@ def test_text_classification_lines_carry_token_attributions(
 ) -> None:
     client, headers = http
     # given: a tiny classifier and 40 sentences (two parts of 30 and 10 records)
-    folder = with_word_vocabulary(make_tiny_text_classifier(tmp_path / "m", ["neg", "pos"]))
+    folder = make_tiny_text_classifier(tmp_path / "m", ["neg", "pos"])
     ref = register(worker_settings, "why", folder, "text-classification")
     rows = [{"id": r["id"], "text": r["text"]} for r in sentiment_rows(40)]
     input_file = upload(client, headers, write_jsonl(tmp_path / "in.jsonl", rows), purpose="input")

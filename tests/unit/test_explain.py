@@ -40,18 +40,9 @@ TEXTS = [
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "[MASK]"}
 
 
-def with_word_vocabulary(folder: Path) -> Path:
-    """Re-save the tiny folder's tokenizer from its vocab.txt: transformers 5 ignores `vocab_file=`, so
-    the helper's own tokenizer knows only the special tokens and reads every word as [UNK]."""
-    BertTokenizerFast(
-        vocab=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=64
-    ).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> TextClassificationPredictor:
-    folder = with_word_vocabulary(make_tiny_text_classifier(tmp_path_factory.mktemp("clf"), LABELS))
+    folder = make_tiny_text_classifier(tmp_path_factory.mktemp("clf"), LABELS)
     predictor = load_predictor("text-classification", folder, CPU, {})
     assert isinstance(predictor, TextClassificationPredictor)
     return predictor
@@ -159,7 +150,7 @@ def decisive_textcnn(folder: Path, decisive: str) -> TextClassificationPredictor
 
 def test_the_decisive_token_gets_the_largest_attribution(tmp_path: Path) -> None:
     # given a model that says `positive` because of one word
-    folder = with_word_vocabulary(make_tiny_text_classifier(tmp_path / "cnn", ["negative", "positive"]))
+    folder = make_tiny_text_classifier(tmp_path / "cnn", ["negative", "positive"])
     predictor = decisive_textcnn(folder, "great")
     texts = ["the food was great and fast", "great", "it was a film"]
     # when the texts are explained
@@ -175,7 +166,7 @@ def test_the_decisive_token_gets_the_largest_attribution(tmp_path: Path) -> None
 
 def test_gradient_x_input_adds_up_to_the_logit_of_a_bias_free_relu_model(tmp_path: Path) -> None:
     # given a piecewise-linear, bias-free model: logit(x) = gradient(x) . x exactly (Euler)
-    folder = with_word_vocabulary(make_tiny_text_classifier(tmp_path / "cnn", ["negative", "positive"]))
+    folder = make_tiny_text_classifier(tmp_path / "cnn", ["negative", "positive"])
     predictor = decisive_textcnn(folder, "good")
     batch = predictor.collate(predictor.preprocess(TEXTS, {}), list(range(len(TEXTS))))
     # when every position's attribution to the `positive` logit is computed in one padded batch
