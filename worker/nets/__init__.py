@@ -12,6 +12,7 @@ import threading
 from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
 
 from worker.nets.image_cnn import SmallCnnConfig, SmallCnnForImageClassification
+from worker.nets.ngram_bag import NgramBagConfig, NgramBagForSequenceClassification
 from worker.nets.text_cnn import TextCnnConfig, TextCnnForSequenceClassification
 
 _lock = threading.Lock()
@@ -26,12 +27,16 @@ def register() -> None:
             return
         AutoConfig.register(TextCnnConfig.model_type, TextCnnConfig)
         AutoModelForSequenceClassification.register(TextCnnConfig, TextCnnForSequenceClassification)
+        AutoConfig.register(NgramBagConfig.model_type, NgramBagConfig)
+        AutoModelForSequenceClassification.register(NgramBagConfig, NgramBagForSequenceClassification)
         AutoConfig.register(SmallCnnConfig.model_type, SmallCnnConfig)
         AutoModelForImageClassification.register(SmallCnnConfig, SmallCnnForImageClassification)
         _registered = True
 
 
 __all__ = [
+    "NgramBagConfig",
+    "NgramBagForSequenceClassification",
     "SmallCnnConfig",
     "SmallCnnForImageClassification",
     "TextCnnConfig",

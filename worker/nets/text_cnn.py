@@ -8,6 +8,9 @@ two ways, a mean and a learned attention (a softmax over the n-grams of a text, 
 label weigh most), next to the convolution features; `kernel_sizes=[]` keeps only this bag. The hash is
 computed from the token ids inside the model, so the tokenizer and the predict path are unchanged.
 Configs without these keys load as before (no n-grams).
+
+Train jobs from scratch now build the n-gram bag of `worker.nets.ngram_bag` instead (it generalised better
+on Chinese reviews; see benchmarks/RESULTS.md); folders of this family still load, predict and resume.
 """
 
 from __future__ import annotations

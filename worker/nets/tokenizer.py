@@ -4,8 +4,9 @@ BERT's normalizer puts spaces around CJK characters, so Chinese and Japanese tex
 character, while space-separated languages keep their frequent words whole and fall back to characters
 (`##x` pieces) for the rest. The vocabulary is chosen deterministically — every character seen, then
 the most frequent words (ties broken alphabetically) — so the same file and settings always give the
-same tokenizer (the library's own trainer does not). Saved as a `tokenizer.json` that `AutoTokenizer`
-loads without any code.
+same tokenizer (the library's own trainer does not). Each text is wrapped in [CLS] … [SEP], so the
+n-grams that open and close a text are told apart from those inside it. Saved as a `tokenizer.json` that
+`AutoTokenizer` loads without any code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
@@ -52,4 +53,10 @@ def learn_tokenizer(texts: Sequence[str], vocab_size: int, max_length: int) -> P
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
+    cls, sep = SPECIAL["cls_token"], SPECIAL["sep_token"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, vocab.index(cls)), (sep, vocab.index(sep))],
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, **SPECIAL)
