@@ -2,8 +2,9 @@
 only, store what was computed. Keys and stored results are `worker.result_cache`.
 
 Rows are results, not job state: they are read and written here, outside `shared.jobs`. Inserts never
-overwrite (insert-if-absent on Postgres and SQLite), go in key order and in small transactions, and a
-failure to store is logged, never a failed part: two workers storing the same key at once both succeed.
+overwrite (ON CONFLICT DO NOTHING on Postgres and SQLite, read-then-insert elsewhere), go in key order and
+in small transactions, and a failure to store is logged, never a failed part: two workers storing the
+same key at once both succeed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
@@ -59,28 +60,42 @@ def lookup(settings: Settings, tenant_id: str, keys: Iterable[str]) -> dict[str,
 
 
 def _insert_absent(session: Session, rows: list[dict[str, Any]]) -> int:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING key; the number of rows actually inserted (counted by
-    RETURNING: the driver's rowcount is not reliable for multi-row inserts)."""
+    """Insert the rows whose key is not stored yet; the number of rows actually inserted.
+
+    Postgres and SQLite: one INSERT … ON CONFLICT DO NOTHING RETURNING key (counted by RETURNING: the
+    driver's rowcount is not reliable for multi-row inserts). Elsewhere `_insert_missing`."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = (
-            pg_insert(ResultCache)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[ResultCache.tenant_id, ResultCache.key])
-        )
+        from sqlalchemy.dialects.postgresql import insert as upsert
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = (
-            sqlite_insert(ResultCache)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[ResultCache.tenant_id, ResultCache.key])
-        )
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
     else:
-        raise NotImplementedError(f"the result cache cannot insert-if-absent on {dialect}")
-    return len(session.execute(stmt.returning(ResultCache.key)).all())
+        return _insert_missing(session, rows)
+    stmt = (
+        upsert(ResultCache)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[ResultCache.tenant_id, ResultCache.key])
+        .returning(ResultCache.key)
+    )
+    return len(session.execute(stmt).all())
+
+
+def _insert_missing(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Any SQL database: read which of the rows' keys are stored, insert the others. A worker storing
+    the same key between the two statements makes the INSERT fail: `store` logs it (a later miss)."""
+    present: set[tuple[str, str]] = set()
+    for tenant in {row["tenant_id"] for row in rows}:
+        keys = [row["key"] for row in rows if row["tenant_id"] == tenant]
+        present.update(
+            (tenant, key)
+            for key in session.execute(
+                select(ResultCache.key).where(ResultCache.tenant_id == tenant, ResultCache.key.in_(keys))
+            ).scalars()
+        )
+    missing = [row for row in rows if (row["tenant_id"], row["key"]) not in present]
+    if missing:
+        session.execute(insert(ResultCache), missing)
+    return len(missing)
 
 
 def store(settings: Settings, tenant_id: str, results: Mapping[str, str]) -> int:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from shared.db import session_scope
-from shared.models import ResultCache
+from shared.models import ResultCache, utcnow
 from shared.registry import register_folder
 from shared.settings import Settings
 from shared.storage import get_storage
@@ -289,3 +289,24 @@ def test_store_is_insert_if_absent_on_sqlite(embedded_settings: Settings) -> Non
     assert [found[k] for k in keys] == ["one"] * 300 + ["two"] * 350
     # a failure to store (here: no such tenant) is logged, never raised
     assert result_cache_store.store(embedded_settings, "ten_gone", {keys[0]: "x"}) == 0
+
+
+def test_read_then_insert_stores_only_missing_keys(embedded_settings: Settings) -> None:
+    # given: a tenant with one stored result
+    with session_scope(embedded_settings) as session:
+        create_tenant_key(session, "portable")
+    tenant = tenant_id(embedded_settings, "portable")
+    assert result_cache_store.store(embedded_settings, tenant, {"a" * 64: "one"}) == 1
+    rows = [
+        {"tenant_id": tenant, "key": key, "result": "two", "created_at": utcnow()}
+        for key in ("a" * 64, "b" * 64)
+    ]
+
+    # when: the path for databases without ON CONFLICT stores both keys
+    with session_scope(embedded_settings) as session:
+        inserted = result_cache_store._insert_missing(session, rows)
+
+    # then: only the missing key was inserted, and the stored one kept its result
+    assert inserted == 1
+    found = result_cache_store.lookup(embedded_settings, tenant, ["a" * 64, "b" * 64])
+    assert found == {"a" * 64: "one", "b" * 64: "two"}
