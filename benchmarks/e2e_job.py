@@ -44,6 +44,57 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class EmbeddedStack:
+    """`inferq up` (SQLite, a storage folder, the filesystem broker) in a fresh data dir under `work`, with
+    a tenant key; stopped with everything it started on exit. Also used by benchmarks/gpu_run.py."""
+
+    def __init__(self, work: Path, workers: int, extra_env: dict[str, str] | None = None) -> None:
+        self.work = work
+        self.workers = workers
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
+        self.env["INFERQ_DATA_DIR"] = str(work / "data")
+        self.env.update(extra_env or {})
+        self.url = ""
+        self.key = ""
+        self.up: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> EmbeddedStack:
+        shutil.rmtree(self.work / "data", ignore_errors=True)
+        self.work.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        cmd = [sys.executable, "-m", "shared.cli", "up", "--port", str(port), "--workers", str(self.workers)]
+        log = (self.work / "up.log").open("wb")
+        self.up = subprocess.Popen(
+            cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.key = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "keys", "create", "--tenant", "bench"],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.up is None:
+            return
+        os.killpg(self.up.pid, signal.SIGINT)
+        try:
+            self.up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.up.pid, signal.SIGKILL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=100_000)
@@ -56,36 +107,8 @@ def main() -> int:
     work.mkdir(parents=True)
     input_path = work / "input.jsonl"
     write_input(input_path, args.records)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
-    env["INFERQ_DATA_DIR"] = str(work / "data")
-    log = (work / "up.log").open("wb")
-    up = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--port", str(port), "--workers", str(args.workers)],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        key = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "keys", "create", "--tenant", "bench"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        client = Client(url, key, timeout=600)
+    with EmbeddedStack(work, args.workers) as stack:
+        client = Client(stack.url, stack.key, timeout=600)
         started = time.perf_counter()
         job = client.submit_file(input_path, task="embedding", model="minilm-l6")
         final = client.wait(job.id, poll=2.0)
@@ -106,12 +129,6 @@ def main() -> int:
             f"| {platform.processor() or platform.machine()}, {os.cpu_count()} cores |"
         )
         return 0 if final.status == "succeeded" and in_order and len(ids) == args.records else 1
-    finally:
-        os.killpg(up.pid, signal.SIGINT)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(up.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     import waitress
 
     from api.app import create_app
+    from api.startup import prepare_to_serve
     from api.uploads import return_large_buffers_to_os
 
     _settings_or_exit()
@@ -134,6 +135,7 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     settings = get_settings()
     app = create_app(settings)
     return_large_buffers_to_os()  # RSS flat across large uploads and downloads
+    prepare_to_serve(app)  # no full garbage collections of the start-up heap under load (api/startup.py)
     log.info("inferq API on http://%s:%d", host, port)
     waitress.serve(
         app,
@@ -155,7 +157,9 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
 @click.option("--gpus", default="all", show_default=True, help="all | none | comma-separated GPU ids.")
 @click.option("--queues", default="control,inference,training", show_default=True)
 @click.option("--name", default=None, help="Worker name (default: inferq-<pid>@host).")
-@click.option("--concurrency", default=1, show_default=True, type=int)
+@click.option(
+    "--concurrency", default=1, show_default=True, type=int, help="Processes per worker (with GPUs: per GPU)."
+)
 @click.option("--beat/--no-beat", default=False, help="Also run the periodic reconciler (run exactly one).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(gpus: str, queues: str, name: str | None, concurrency: int, beat: bool, loglevel: str) -> None:
@@ -169,7 +173,7 @@ def worker(gpus: str, queues: str, name: str | None, concurrency: int, beat: boo
     except ValueError as e:
         raise click.ClickException(str(e)) from e
     if ids and "CUDA_VISIBLE_DEVICES" not in os.environ:
-        sys.exit(launch_gpu_workers(ids, queues, name or "inferq", beat))
+        sys.exit(launch_gpu_workers(ids, queues, name or "inferq", beat, concurrency))
     from worker.main import run_worker
 
     run_worker(

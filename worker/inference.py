@@ -56,11 +56,14 @@ def resolve_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# bf16 pays on the CPU only with AMX tile units. AVX512-BF16 alone (a dot-product instruction, seen on a
+# Xeon whose AMX the hypervisor hid) ran MiniLM 1.45x SLOWER under bf16 autocast than in fp32 (32 x 64
+# tokens, one thread: 0.65 s vs 0.45 s a batch), so `auto` stays fp32 there.
+CPU_BF16_FLAGS = ("amx_bf16",)
 
 
 def cpu_flags_have_bf16(cpuinfo: str) -> bool:
-    """Whether a /proc/cpuinfo text names a bf16 matrix/vector unit (AMX-BF16 or AVX512-BF16)."""
+    """Whether a /proc/cpuinfo text names a bf16 matrix unit (AMX-BF16)."""
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags = set(line.partition(":")[2].split())
@@ -70,13 +73,14 @@ def cpu_flags_have_bf16(cpuinfo: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (checked once per process).
+    """Whether this CPU computes bf16 faster than fp32 (checked once per process): AMX-BF16.
 
-    torch's dispatch level names AMX where it uses it; otherwise the CPU flags decide. Without native
-    bf16 units, bf16 matmuls are emulated and slower than fp32, so `auto` stays fp32 there.
+    torch's dispatch level names AMX where it uses it; otherwise the CPU flags decide. Without AMX, bf16
+    matmuls are emulated or run on AVX512-BF16 dot products and are slower than fp32, so `auto` stays
+    fp32 there.
     """
     capability = str(torch.backends.cpu.get_cpu_capability()).upper()
-    if "AMX" in capability or "BF16" in capability:
+    if "AMX" in capability:
         return True
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -88,8 +92,8 @@ def cpu_has_bf16() -> bool:
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype for a precision setting; None runs in float32.
 
-    auto: bf16 on a GPU that supports it (fp16 on older GPUs); on the CPU bf16 where it has bf16 units
-    (AMX or AVX512-BF16), fp32 elsewhere. bf16 and fp16 are honored as asked, on the CPU too.
+    auto: bf16 on a GPU that supports it (fp16 on older GPUs); on the CPU bf16 where it has AMX-BF16
+    units, fp32 elsewhere. bf16 and fp16 are honored as asked, on the CPU too.
     """
     if precision not in PRECISIONS:
         raise InvalidRequest(
@@ -118,6 +122,21 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@dataclass
+class _InFlight:
+    """A batch whose forward pass was launched (on a GPU, maybe still running) and not yet postprocessed."""
+
+    indices: list[int]
+    output: Any
+
+
+@dataclass
+class _Timing:
+    mark: float  # when the last batch was finished (or the loop started)
+    forward: float = 0.0  # seconds between batch finishes: collate, forward, postprocess
+    explain: float = 0.0
+
+
 def run_predictions(
     predictor: Predictor,
     values: list[Any],
@@ -143,38 +162,55 @@ def run_predictions(
     batches = plan_batches(prepared.lengths, batch_tokens, max_batch_size)
     dtype = autocast_dtype(predictor.device, str(params.get("precision") or "auto"))
     outputs: list[dict[str, Any] | None] = [None] * len(values)
-    forward_seconds = 0.0
     explain = wants_explanations(params)  # a second, grad-enabled fp32 pass per batch (worker.explain)
-    explain_seconds = 0.0
+    timing = _Timing(mark=time.perf_counter())
     done = 0
-    for indices in batches:
-        batch_started = time.perf_counter()
+
+    def finish(flight: _InFlight) -> None:
+        """Postprocess a launched batch (on a GPU this waits for its kernels), then record it."""
+        nonlocal done
         with torch.inference_mode():
-            batch = predictor.collate(prepared, indices)
-            with _autocast(predictor.device, dtype):
-                output = predictor.forward(batch)
-            results = predictor.postprocess(output, params)
-        batch_seconds = time.perf_counter() - batch_started
-        forward_seconds += batch_seconds
+            results = predictor.postprocess(flight.output, params)
+        if len(results) != len(flight.indices):
+            raise RuntimeError(
+                f"{type(predictor).__name__}.postprocess returned {len(results)} results "
+                f"for {len(flight.indices)} items"
+            )
+        now = time.perf_counter()
+        batch_seconds, timing.mark = now - timing.mark, now
+        timing.forward += batch_seconds
         observe_batch(
             predictor.task,
-            len(indices),
-            padding_ratio(prepared.lengths, [indices]),
+            len(flight.indices),
+            padding_ratio(prepared.lengths, [flight.indices]),
             batch_seconds,
             predictor.device.type,
         )
-        if len(results) != len(indices):
-            raise RuntimeError(
-                f"{type(predictor).__name__}.postprocess returned {len(results)} results "
-                f"for {len(indices)} items"
-            )
         if explain:
-            explain_seconds += add_explanations(predictor, prepared, indices, results)
-        for i, result in zip(indices, results, strict=True):
+            timing.explain += add_explanations(predictor, prepared, flight.indices, results)
+            timing.mark = time.perf_counter()
+        for i, result in zip(flight.indices, results, strict=True):
             outputs[i] = result
-        done += len(indices)
-        if on_batch is not None and not on_batch(len(indices)):
+        done += len(flight.indices)
+        if on_batch is not None and not on_batch(len(flight.indices)):
             raise Stopped(done)
+
+    # One batch in flight: batch n+1 is collated and launched before batch n is postprocessed. On a GPU
+    # the launch returns at once, so collating (and the pinned host-to-device copy) of the next batch
+    # overlaps the kernels of this one, and the GPU never waits for the CPU between batches. On the CPU
+    # the order changes nothing but when `on_batch` hears of a batch.
+    in_flight: _InFlight | None = None
+    for indices in batches:
+        with torch.inference_mode():
+            batch = predictor.collate(prepared, indices)
+            with _autocast(predictor.device, dtype):
+                launched = _InFlight(indices, predictor.forward(batch))
+        if in_flight is not None:
+            finish(in_flight)
+        in_flight = launched
+    if in_flight is not None:
+        finish(in_flight)
+    forward_seconds, explain_seconds = timing.forward, timing.explain
     stats = {
         "batches": len(batches),
         "padding_ratio": round(padding_ratio(prepared.lengths, batches), 4),

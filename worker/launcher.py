@@ -58,8 +58,11 @@ def child_envs(gpus: Sequence[str], base: Mapping[str, str]) -> list[dict[str, s
     return envs
 
 
-def child_command(queues: str, name: str, beat: bool) -> list[str]:
+def child_command(queues: str, name: str, beat: bool, concurrency: int = 1) -> list[str]:
+    """One GPU's worker. `concurrency` > 1 runs that many pool processes on the GPU, each with its own
+    copy of the model: while one process reads, tokenizes or writes a part, another keeps the GPU busy."""
     cmd = [sys.executable, "-m", "shared.cli", "worker", "--gpus", "none", "--queues", queues, "--name", name]
+    cmd += ["--concurrency", str(concurrency)]
     if beat:
         cmd.append("--beat")
     return cmd
@@ -130,10 +133,10 @@ class Supervisor:
                 p.wait()
 
 
-def launch_gpu_workers(gpus: Sequence[str], queues: str, name: str, beat: bool) -> int:
+def launch_gpu_workers(gpus: Sequence[str], queues: str, name: str, beat: bool, concurrency: int = 1) -> int:
     envs = child_envs(gpus, os.environ)
     commands = [
-        (child_command(queues, f"{name}-gpu{gpu}", beat and i == 0), env)
+        (child_command(queues, f"{name}-gpu{gpu}", beat and i == 0, concurrency), env)
         for i, (gpu, env) in enumerate(zip(gpus, envs, strict=True))
     ]
     return Supervisor(commands).run()

@@ -40,6 +40,14 @@ def test_children_run_cpu_side_workers_with_only_the_first_running_beat() -> Non
     assert "--beat" in first and "--beat" not in second
 
 
+def test_a_gpu_child_runs_as_many_pool_processes_as_asked() -> None:
+    # when: two processes per GPU are asked for
+    cmd = child_command("inference", "w-gpu0", beat=False, concurrency=2)
+    # then: the child's Celery pool has two processes, both pinned to its GPU by its environment
+    assert cmd[cmd.index("--concurrency") + 1] == "2"
+    assert child_command("inference", "w-gpu0", beat=False)[cmd.index("--concurrency") + 1] == "1"
+
+
 def test_supervisor_reports_each_childs_environment(tmp_path: object) -> None:
     # given: children that print the device they were pinned to
     envs = child_envs(gpu_ids("all", 2), {})

@@ -195,7 +195,7 @@ def test_stats_describe_the_run(embedder: EmbeddingPredictor) -> None:
     )
 
 
-@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 units (AMX/AVX512-BF16): auto is fp32")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no AMX-BF16 units: auto is fp32")
 def test_auto_precision_is_bf16_here_and_within_cosine_of_fp32(embedder: EmbeddingPredictor) -> None:
     # given real sentences of mixed length (the demo data), on a CPU with bf16 units
     texts = real_sentences(300)
@@ -333,8 +333,10 @@ def test_pickle_weights_are_never_loaded(tmp_path: Path) -> None:
 
 
 def test_cpu_bf16_units_come_from_the_cpu_flags() -> None:
-    assert cpu_flags_have_bf16("processor: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    assert cpu_flags_have_bf16("processor: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n")
     assert cpu_flags_have_bf16("flags : fpu amx_bf16 amx_tile\n")
+    # AVX512-BF16 without AMX runs bf16 slower than fp32: auto stays fp32
+    assert not cpu_flags_have_bf16("flags : fpu sse avx512f avx512_bf16\n")
     assert not cpu_flags_have_bf16("flags : fpu sse avx2 avx512f avx512bw\n")
     assert not cpu_flags_have_bf16("processor : 0\n")
 

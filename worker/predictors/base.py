@@ -64,6 +64,16 @@ class Predictor(ABC):
         raise InvalidRequest(f"params.explain is not available for {self.task} jobs", field="params.explain")
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Move a collated batch to `device`. To a GPU the tensors go through pinned (page-locked) host memory
+    and copy asynchronously on the current stream: the copy queues behind the kernels already launched, so
+    the CPU goes on collating the next batch while the GPU computes (`worker.inference.run_predictions`
+    keeps one batch in flight). Torch's caching host allocator keeps the pinned block until its copy ends."""
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """A small JSON config file of a model folder, or None when absent."""
     if not path.is_file():
@@ -153,4 +163,4 @@ class TextPredictor(Predictor):
         batch = {"input_ids": input_ids, "attention_mask": mask}
         if self.uses_token_types:
             batch["token_type_ids"] = torch.zeros_like(input_ids)
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return to_device(batch, self.device)

@@ -18,7 +18,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 from shared.errors import InvalidRequest
 from shared.tasks import IMAGE_CLASSIFICATION
 from worker import explain, nets
-from worker.predictors.base import Predictor, Prepared, int_param
+from worker.predictors.base import Predictor, Prepared, int_param, to_device
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class ImageClassificationPredictor(Predictor):
 
     def collate(self, prepared: Prepared, indices: list[int]) -> dict[str, torch.Tensor]:
         stacked = torch.stack([prepared.features["pixel_values"][i] for i in indices])
-        return {"pixel_values": stacked.to(self.device, non_blocking=True)}
+        return to_device({"pixel_values": stacked}, self.device)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.softmax(self.model(**batch).logits.float(), dim=-1)
