@@ -90,7 +90,7 @@ def _timed(device: Any, run: Any) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
-def direct(out: Path, records: int, ref_path: Path) -> None:
+def direct(out: Path, records: int, ref_path: Path, quick: bool = False) -> None:
     """The direct loops, in this process (the model loaded once per loop kind, each warmed up first)."""
     import torch
     import torch.nn.functional as F
@@ -138,7 +138,7 @@ def direct(out: Path, records: int, ref_path: Path) -> None:
 
     seconds, _ = _timed(device, lambda: inferq("fp32", default))
     report("inferq run_predictions fp32", seconds, batching=list(default))
-    sweep = [default] if device.type != "cuda" else [(8192, 64), GPU_BATCHING, (32768, 256), (65536, 512)]
+    sweep = [default] if device.type != "cuda" or quick else [(16384, 128), GPU_BATCHING, (131072, 1024)]
     for budget in sweep:
         seconds, _ = _timed(device, lambda b=budget: inferq("auto", b))  # type: ignore[misc]
         report("inferq run_predictions auto", seconds, batching=list(budget))
@@ -164,6 +164,9 @@ def direct(out: Path, records: int, ref_path: Path) -> None:
         batching=list(default),
         padding_ratio=round(padding_ratio(prepared.lengths, batches), 4),
     )
+
+    if quick:
+        return
 
     # The naive loop: batch 32 in file order, fp32 (what a hand-written HF loop does).
     def naive() -> None:
@@ -262,6 +265,7 @@ def main() -> int:
     parser.add_argument(
         "--e2e", default="2x50000,4x50000,1x0", help="WORKERSxPART_RECORDS,… (0: the default part size)"
     )
+    parser.add_argument("--quick", action="store_true", help="direct: only inferq's loops and the ceiling")
     parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -269,11 +273,11 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     ref_path = work / "ref_fp32.npy"
     if args.stage == "direct":
-        direct(args.out, args.direct_records, ref_path)
+        direct(args.out, args.direct_records, ref_path, args.quick)
         return 0
     failed = 0
     direct_cmd = [sys.executable, __file__, "--stage", "direct", "--out", str(args.out)]
-    direct_cmd += ["--direct-records", str(args.direct_records)]
+    direct_cmd += ["--direct-records", str(args.direct_records)] + (["--quick"] if args.quick else [])
     stages: list[tuple[str, Any]] = [
         ("probe", lambda: probe(args.out)),
         (

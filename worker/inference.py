@@ -40,9 +40,11 @@ class PredictionResult:
 
 # Default batching per device: (batch_tokens, max_batch_size). CPU: chosen from the sweep in
 # benchmarks/RESULTS.md (benchmarks/batching_sweep.py): small length-sorted batches keep the activations in
-# cache and padding low; the old 16384 x 128 ran at half the speed. GPU: large batches fill the device.
+# cache and padding low; the old 16384 x 128 ran at half the speed. GPU: from the H200 sweep in the same
+# file (benchmarks/gpu_run.py): a small model's batches are bound by kernel launches, not by the GPU, so
+# fewer, larger batches win (65536 x 512: 11.4k records/s, 16384 x 128: 8.1k, 8192 x 64: 5.2k).
 CPU_BATCHING = (2048, 32)
-GPU_BATCHING = (16384, 128)
+GPU_BATCHING = (65536, 512)
 
 
 def batching_for(device: torch.device, batch_tokens: int = 0, max_batch_size: int = 0) -> tuple[int, int]:
@@ -199,17 +201,20 @@ def run_predictions(
     # the launch returns at once, so collating (and the pinned host-to-device copy) of the next batch
     # overlaps the kernels of this one, and the GPU never waits for the CPU between batches. On the CPU
     # the order changes nothing but when `on_batch` hears of a batch.
+    # One autocast context around all the batches: autocast caches the low-precision copy of each weight
+    # until its outermost context exits, so the weights are cast once per call, not once per batch (on
+    # the H200 the per-batch casts made bf16 slower than fp32 for MiniLM: its batches are launch-bound).
     in_flight: _InFlight | None = None
-    for indices in batches:
-        with torch.inference_mode():
-            batch = predictor.collate(prepared, indices)
-            with _autocast(predictor.device, dtype):
+    with _autocast(predictor.device, dtype):
+        for indices in batches:
+            with torch.inference_mode():
+                batch = predictor.collate(prepared, indices)
                 launched = _InFlight(indices, predictor.forward(batch))
+            if in_flight is not None:
+                finish(in_flight)
+            in_flight = launched
         if in_flight is not None:
             finish(in_flight)
-        in_flight = launched
-    if in_flight is not None:
-        finish(in_flight)
     forward_seconds, explain_seconds = timing.forward, timing.explain
     stats = {
         "batches": len(batches),
