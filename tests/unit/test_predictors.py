@@ -24,7 +24,7 @@ from worker.inference import (
     resolve_device,
     run_predictions,
 )
-from worker.predictors import PREDICTORS, load_predictor
+from worker.predictors import PREDICTORS, load_predictor, use_planless_attention
 from worker.predictors.embedding import EmbeddingPredictor
 from worker.predictors.text_classification import TextClassificationPredictor
 
@@ -240,6 +240,45 @@ def test_on_batch_counts_add_up(embedder: EmbeddingPredictor) -> None:
     result = run_predictions(embedder, SENTENCES, {}, batch_tokens=512, max_batch_size=5, on_batch=on_batch)
     assert sum(seen) == len(SENTENCES) == len(result.outputs)
     assert len(seen) == result.stats["batches"]
+
+
+def test_one_batch_is_launched_before_the_previous_one_is_postprocessed(
+    embedder: EmbeddingPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a record of when each batch is launched (forward) and finished (postprocess)
+    events: list[str] = []
+    forward, postprocess = embedder.forward, embedder.postprocess
+
+    def launched(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        events.append("forward")
+        return forward(batch)
+
+    def finished(output: torch.Tensor, params: dict[str, Any]) -> list[dict[str, Any]]:
+        events.append("postprocess")
+        return postprocess(output, params)
+
+    monkeypatch.setattr(embedder, "forward", launched)
+    monkeypatch.setattr(embedder, "postprocess", finished)
+    # when: three batches run
+    result = run_predictions(embedder, SENTENCES[:6], {}, batch_tokens=10_000, max_batch_size=2)
+    # then: batch n+1 goes out before batch n is read back (one in flight), and nothing is lost or reordered
+    assert events == ["forward", "forward", "postprocess", "forward", "postprocess", "postprocess"]
+    alone = [run_predictions(embedder, [t], {}, batch_tokens=10_000, max_batch_size=2) for t in SENTENCES[:6]]
+    for got, want in zip(result.outputs, alone, strict=True):
+        assert np.allclose(got["embedding"], want.outputs[0]["embedding"], atol=1e-5)
+
+
+def test_gpu_workers_take_cudnn_out_of_the_attention_backends() -> None:
+    # given: cuDNN attention allowed (torch's default)
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    try:
+        # when: what loading a predictor on a GPU does first
+        use_planless_attention()
+        # then: attention no longer plans per shape through cuDNN
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
 
 
 def test_no_values_no_batches(embedder: EmbeddingPredictor) -> None:
