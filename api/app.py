@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api import limits
+from api import auth, limits
 from api.context import SETTINGS_KEY, close_read_db
 from api.errors import register_error_handlers
 from api.metrics import AppMetrics
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.teardown_request(close_read_db)
     AppMetrics(settings).install(app)
+    auth.install(app, settings)
     limits.install(app, settings)
     for blueprint in (files.bp, jobs.bp, models.bp, ops.bp, batches.bp, embeddings.bp, webhooks.bp, ui.bp):
         app.register_blueprint(blueprint)

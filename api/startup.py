@@ -2,11 +2,11 @@
 
 Python's cyclic garbage collector walks every tracked object of the oldest generation on each full
 collection. The API process holds ~180,000 such objects after its imports (Flask, SQLAlchemy, botocore's
-service models, Celery/kombu), and a full collection under load took 25-90 ms, during which every request
-in flight waits: with 200 pollers that was the p99 of `GET /v1/jobs/{id}`. `gc.freeze()` moves what
-exists at start-up into a permanent generation that collections skip, so they walk only what requests
-made since. What the app builds lazily (the database dialect and pool, the S3 client and its models, the
-broker) is built first by answering one `/readyz` in-process, so that it is frozen too.
+service models, Celery/kombu), and a full collection while polls were served took 75-90 ms, during which
+every request in flight waited: with 200 pollers that was the p99 of `GET /v1/jobs/{id}`. `gc.freeze()`
+moves what exists at start-up into a permanent generation that collections skip, so they walk only what
+requests made since. What the app builds lazily (the database dialect and pool, the S3 client and its
+models, the broker) is built first by answering one `/readyz` in-process, so that it is frozen too.
 """
 
 from __future__ import annotations

@@ -78,6 +78,9 @@ class Settings:
     # Per tenant: /v1 requests per minute and jobs not yet finished (0 = no limit)
     rate_limit_per_minute: int = 6000
     max_live_jobs_per_tenant: int = 100
+    # Seconds an API process reuses a key's tenant without asking the database (0 = ask every time):
+    # a revoked key stops working in every API process at most this long after the revocation.
+    auth_cache_seconds: int = 2
     part_records: int = 2000
     # Batching (0 = the worker's default for its device: see worker.inference.batching_for)
     batch_tokens: int = 0
@@ -131,6 +134,7 @@ class Settings:
             max_records_per_file=_int(env, "INFERQ_MAX_RECORDS_PER_FILE", 10_000_000, 1),
             rate_limit_per_minute=_int(env, "INFERQ_RATE_LIMIT_PER_MINUTE", 6000, 0),
             max_live_jobs_per_tenant=_int(env, "INFERQ_MAX_LIVE_JOBS_PER_TENANT", 100, 0),
+            auth_cache_seconds=_int(env, "INFERQ_AUTH_CACHE_SECONDS", 2, 0),
             part_records=_int(env, "INFERQ_PART_RECORDS", 2000, 1),
             batch_tokens=_int(env, "INFERQ_BATCH_TOKENS", 0, 64),
             max_batch_size=_int(env, "INFERQ_MAX_BATCH_SIZE", 0, 1),

@@ -60,9 +60,12 @@ def create_tenant_key(session: Session, tenant_name: str) -> str:
 
 def tenant_for_key(session: Session, key: str) -> str | None:
     """The tenant id a live (not revoked) key belongs to, or None."""
-    tenant: str | None = session.execute(
-        _LIVE_KEY_TENANT, {"key_hash": hash_key(key)}
-    ).scalar_one_or_none()
+    return tenant_for_key_hash(session, hash_key(key))
+
+
+def tenant_for_key_hash(session: Session, key_hash: str) -> str | None:
+    """`tenant_for_key` given the key's stored form (`hash_key`)."""
+    tenant: str | None = session.execute(_LIVE_KEY_TENANT, {"key_hash": key_hash}).scalar_one_or_none()
     return tenant
 
 

@@ -12,13 +12,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from shared.models import Job, JobPart, utcnow
 from shared.states import PartStatus
 
 WINDOW_SECONDS = 60.0
+
+# Built once (every poll of a working job runs it): the job's parts that started and had not finished
+# before the window began.
+_PARTS_IN_WINDOW = select(
+    JobPart.status,
+    JobPart.started_at,
+    JobPart.finished_at,
+    JobPart.completed,
+    JobPart.failed,
+    JobPart.reported_completed,
+    JobPart.reported_failed,
+    JobPart.stats,
+    JobPart.lease_owner,
+).where(
+    JobPart.job_id == bindparam("job_id"),
+    JobPart.started_at.is_not(None),
+    or_(JobPart.finished_at.is_(None), JobPart.finished_at >= bindparam("window_start")),
+)
 
 
 @dataclass(frozen=True)
@@ -80,23 +98,7 @@ def live_throughput(session: Session, job: Job, now: datetime | None = None) -> 
     """The job's rates over the last minute, from its parts that ran within it."""
     now = now or utcnow()
     window_start = now - timedelta(seconds=WINDOW_SECONDS)
-    rows = session.execute(
-        select(
-            JobPart.status,
-            JobPart.started_at,
-            JobPart.finished_at,
-            JobPart.completed,
-            JobPart.failed,
-            JobPart.reported_completed,
-            JobPart.reported_failed,
-            JobPart.stats,
-            JobPart.lease_owner,
-        ).where(
-            JobPart.job_id == job.id,
-            JobPart.started_at.is_not(None),
-            or_(JobPart.finished_at.is_(None), JobPart.finished_at >= window_start),
-        )
-    ).all()
+    rows = session.execute(_PARTS_IN_WINDOW, {"job_id": job.id, "window_start": window_start}).all()
     samples = []
     for row in rows:
         if row.started_at is None:

@@ -9,21 +9,22 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from werkzeug.test import TestResponse
 
 from api.limits import EXTENSION, RATE_KEY_PREFIX, WINDOW_SECONDS, RateLimiter
-from shared.db import session_scope
+from shared.db import get_engine, session_scope
 from shared.models import ApiKey, Job
 from shared.settings import Settings
 from shared.storage import get_storage
-from shared.tenants import PREFIX_LENGTH
+from shared.tenants import PREFIX_LENGTH, revoke_key
 from tests.conftest import ApiClient, free_port
 from tests.helpers.tenant_resources import BATCH, INPUT, LABELLED, job_bodies, tenant_of_key
 from tests.integration.test_api_models import hf_folder
@@ -31,6 +32,8 @@ from tests.integration.test_api_models import hf_folder
 pytestmark = pytest.mark.integration
 
 FIXED_NOW = 1_700_000_000.0 // WINDOW_SECONDS * WINDOW_SECONDS + 15  # 15 s into a window
+# Scheduling room on a loaded machine when a test checks that something happened by a deadline.
+SLACK_SECONDS = 0.5
 
 
 def error_of(r: TestResponse) -> dict[str, object]:
@@ -38,6 +41,19 @@ def error_of(r: TestResponse) -> dict[str, object]:
     assert isinstance(body, dict) and set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "field"}, body
     return body["error"]  # type: ignore[no-any-return]
+
+
+def first_401(
+    api: ApiClient, headers: dict[str, str], since: float, limit: float = 30.0
+) -> tuple[TestResponse, float]:
+    """Ask `/v1/files` every 50 ms until it answers 401 (or `limit` s pass): that answer and the seconds
+    from `since` (time.monotonic()) to the request that got it."""
+    while True:
+        asked = time.monotonic()
+        r = api.client.get("/v1/files", headers=headers)
+        if r.status_code == 401 or asked - since > limit:
+            return r, asked - since
+        time.sleep(0.05)
 
 
 def fixed_clock(api: ApiClient, now: float = FIXED_NOW) -> RateLimiter:
@@ -88,11 +104,14 @@ def test_inferq_keys_revoke_turns_a_working_key_into_a_401(api: ApiClient, tmp_p
         [*cli, "keys", "revoke", key[:PREFIX_LENGTH]], env=env, capture_output=True, text=True
     )
 
-    # then the command says so, the key is a 401, the tenant's other key still works
+    # then the command says so, the key is a 401 within the API's key cache time (it was used just
+    # before), the tenant's other key still works
+    revoked_by = time.monotonic()
     assert revoked.returncode == 0, revoked.stderr
     assert "revoked" in revoked.stderr
-    r = api.client.get("/v1/files", headers=headers)
+    r, waited = first_401(api, headers, since=revoked_by)
     assert r.status_code == 401
+    assert waited <= api.settings.auth_cache_seconds + SLACK_SECONDS
     assert error_of(r)["code"] == "invalid_api_key"
     assert api.client.get("/v1/files", headers=api.auth_headers(other)).status_code == 200
     with session_scope(api.settings) as session:
@@ -103,6 +122,66 @@ def test_inferq_keys_revoke_turns_a_working_key_into_a_401(api: ApiClient, tmp_p
         again = subprocess.run([*cli, "keys", "revoke", value], env=env, capture_output=True, text=True)
         assert again.returncode != 0
         assert "no such key" in again.stderr
+
+
+def test_a_revoked_key_is_refused_within_the_key_cache_time_and_at_once_without_the_cache(
+    make_client: Callable[[Settings], ApiClient], s3_settings: Settings
+) -> None:
+    # given two API processes on one database, one remembering keys for 3 s and one not at all, and a
+    # key that both have just accepted
+    cached = make_client(s3_settings.with_overrides(auth_cache_seconds=3))
+    uncached = make_client(s3_settings.with_overrides(auth_cache_seconds=0))
+    key = cached.new_key("acme")
+    headers = cached.auth_headers(key)
+    assert cached.client.get("/v1/files", headers=headers).status_code == 200
+    assert uncached.client.get("/v1/files", headers=headers).status_code == 200
+
+    # when the key is revoked
+    with session_scope(s3_settings) as session:
+        assert revoke_key(session, key) == 1
+    revoked_by = time.monotonic()
+
+    # then the process without the cache refuses it at once; the other still accepts it from memory,
+    # and refuses it no later than 3 s after the revocation
+    assert uncached.client.get("/v1/files", headers=headers).status_code == 401
+    assert cached.client.get("/v1/files", headers=headers).status_code == 200
+    r, waited = first_401(cached, headers, since=revoked_by)
+    assert r.status_code == 401
+    assert error_of(r)["code"] == "invalid_api_key"
+    assert waited <= 3 + SLACK_SECONDS
+
+
+def test_a_poll_of_a_job_is_one_statement_once_the_key_is_remembered(api: ApiClient) -> None:
+    # given a queued job and its tenant's key, used once
+    headers = api.headers_for("acme")
+    upload = api.upload(headers, b'{"text": "hi"}\n', filename="in.jsonl")
+    assert upload.status_code == 201
+    body = {
+        "type": "predict",
+        "task": "embedding",
+        "model": "minilm-l6",
+        "input_file": upload.get_json()["id"],
+    }
+    submitted = api.client.post("/v1/jobs", json=body, headers=headers)
+    assert submitted.status_code == 202
+    job_id = submitted.get_json()["id"]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    # when it is polled while the statements sent to the database are recorded
+    event.listen(get_engine(api.settings), "before_cursor_execute", seen)
+    try:
+        r = api.client.get(f"/v1/jobs/{job_id}", headers=headers)
+    finally:
+        event.remove(get_engine(api.settings), "before_cursor_execute", seen)
+
+    # then it is the job's object, read with one SELECT of the jobs table (the key came from memory)
+    assert r.status_code == 200
+    assert r.get_json()["id"] == job_id
+    assert len(statements) == 1, statements
+    assert "FROM jobs" in statements[0]
 
 
 # ---- rate limit ----------------------------------------------------------------------------------
