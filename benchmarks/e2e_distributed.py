@@ -197,13 +197,17 @@ def main() -> int:
         f"| inferq end to end (API+Postgres+Redis+moto S3, 1 worker), submit → succeeded | {e2e_rate:.1f} "
         f"| {tokens / seconds:.0f} | — | {[round(r[0], 2) for r in runs]} s | {load} |",
     ]
+    # Issue #6 item 1: >= 2.0x where the parts ran bf16 (CPUs with bf16 matrix units), >= 0.9x elsewhere.
+    bf16 = "bf16" in parts["precision"]
+    st_floor = 2.0 if bf16 else 0.9
+    st_target = "≥ 2.0x, bf16 ran" if bf16 else "≥ 0.9x, fp32 ran: no bf16 matrix units"
     notes = [
         f"{args.records} records ({tokens} tokens), the same texts for all three; torch threads "
         f"{args.threads or 'default (2)'} in the loops and the worker; precision {args.precision} "
         f"→ parts ran in {parts['precision']}; output {args.records} lines in input order: {in_order}; "
         f"min cosine to fp32 (first 200): {min_cos:.6f}.",
-        f"**Ratios: end-to-end / sentence-transformers fp32 = {vs_st:.2f}x (target ≥ 2.0x with bf16 units: "
-        f"{'met' if vs_st >= 2.0 else 'NOT met'}); end-to-end / best direct loop = {vs_best:.2f}x "
+        f"**Ratios: end-to-end / sentence-transformers fp32 = {vs_st:.2f}x (target {st_target}: "
+        f"{'met' if vs_st >= st_floor else 'NOT met'}); end-to-end / best direct loop = {vs_best:.2f}x "
         f"(target ≥ 0.9x: {'met' if vs_best >= 0.9 else 'NOT met'}).**",
         f"Upload of the input (not in the timing): {upload_seconds:.2f} s. Warm-up job (100 records, cold "
         f"worker, model load included): {warm_seconds:.2f} s, {warm_job.status}.",
