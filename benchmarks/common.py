@@ -23,10 +23,23 @@ SENTENCES = ROOT / "examples" / "data" / "sentences.jsonl"
 MINILM = {"pooling": "mean", "normalize": True, "max_length": 256, "dimensions": 384}
 
 
+def texts_file() -> Path:
+    """The benchmark texts: INFERQ_BENCH_TEXTS (a JSONL file of {"text": ...}, e.g. the issue-like mixed set
+    that benchmarks/mixed_texts.py builds), else the demo sentences. Read from the environment so that the
+    child processes of a benchmark use the same set."""
+    chosen = os.environ.get("INFERQ_BENCH_TEXTS")
+    return Path(chosen).resolve() if chosen else SENTENCES
+
+
+def texts_note() -> str:
+    chosen = texts_file()
+    return f"texts: {chosen.relative_to(ROOT) if chosen.is_relative_to(ROOT) else chosen}"
+
+
 def texts(n: int) -> list[str]:
-    """`n` real texts of mixed length: the demo sentences (examples/data/sentences.jsonl), cycled."""
+    """`n` real texts (`texts_file()`), cycled."""
     base: list[str] = []
-    for line in SENTENCES.read_text("utf-8").splitlines():
+    for line in texts_file().read_text("utf-8").splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
@@ -64,8 +77,11 @@ def machine() -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
-    bf16 = " (AVX512-BF16/AMX: yes)" if _cpu_bf16() else ""
-    return f"{cpu}, {os.cpu_count()} cores{bf16}, torch {torch.__version__} (threads used: see below)"
+    bf16 = " (AMX-BF16: yes)" if _cpu_bf16() else " (no AMX: auto precision is fp32)"
+    return (
+        f"{cpu}, {os.cpu_count()} cores{bf16}, torch {torch.__version__} (threads used: see below); "
+        f"{texts_note()}"
+    )
 
 
 def _cpu_bf16() -> bool:
