@@ -73,7 +73,7 @@ def main() -> int:
         "| load before |",
         rows,
         [
-            f"{args.records} texts of examples/data/sentences.jsonl (cycled), minilm-l6, run_predictions, "
+            f"{args.records} texts of {common.texts_file().name} (cycled), minilm-l6, run_predictions, "
             f"best of {args.repeats}; torch threads {torch.get_num_threads()}."
         ],
     )

@@ -220,7 +220,7 @@ def main() -> int:
         "| load before |",
         rows,
         [
-            f"Texts: examples/data/sentences.jsonl cycled to {args.records} ({tokens} tokens after "
+            f"Texts: {common.texts_file().name} cycled to {args.records} ({tokens} tokens after "
             "truncation to 256); all-MiniLM-L6-v2; tokenization included; each loop in its own process; "
             f"best of {args.repeats}; torch threads: {args.threads or 'default (2)'}. inferq loops: "
             f"batch_tokens={batch_tokens}, max_batch_size={max_batch_size}.",

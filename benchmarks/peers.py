@@ -13,7 +13,7 @@ The Ray venv is never a project dependency (see benchmarks/ray_data.py for the r
         > /tmp/rayenv/venv/lib/python3.11/site-packages/zz.pth
 
 Every row gets the whole machine's two cores, one after the other, on the same `--records` texts
-(examples/data/sentences.jsonl cycled, as benchmarks/direct_loops.py and e2e_distributed.py):
+(`common.texts`: the demo sentences, or the INFERQ_BENCH_TEXTS set, cycled, as the other benchmarks):
 
 - Ray Data `map_batches` written the typical way (model loaded in an actor class, batch 32, records in file
   order, fp32), benchmarks/ray_data.py run with `--ray-python`, as 2 actors x 1 torch thread and as
@@ -539,7 +539,7 @@ def report(
             for r in iruns
         ]
     notes = [
-        f"{n} records ({tokens} tokens after truncation to 256): examples/data/sentences.jsonl cycled, "
+        f"{n} records ({tokens} tokens after truncation to 256): {common.texts_file().name} cycled, "
         f"the same texts for every row, all-MiniLM-L6-v2, mean-pooled and normalized; every row on the same "
         f"{os.cpu_count()} cores, one after another in this one run; best of {args.repeats} per row (each "
         f"repeat runs every row); niceness {os.nice(0)}; the load before each row's best run is in the "

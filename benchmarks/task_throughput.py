@@ -699,7 +699,7 @@ def main() -> int:
         for kind in kinds
     )
     head = [
-        f"Same inputs for the three rows of a model: {args.records} texts of examples/data/sentences.jsonl "
+        f"Same inputs for the three rows of a model: {args.records} texts of {common.texts_file().name} "
         f"(cycled, truncated to {TEXT_MAX_LENGTH} tokens, as in the embedding sections) and {args.records} "
         f"digits (base64 PNG, train + test cycled) for the CNN, {args.vit_records} for the ViT; "
         f"torch threads {args.threads or 'default'} in the loops and the worker; inferq batching = the "
