@@ -98,7 +98,11 @@ def test_submit_commits_the_job_with_a_state_event_then_sends_it_to_control(
     with session_scope(api.settings) as session:
         row = session.get(Job, job["id"])
         assert row is not None and row.status == "queued"
-        events = session.execute(select(JobEvent).where(JobEvent.job_id == job["id"])).scalars().all()
+        events = (
+            session.execute(select(JobEvent).where(JobEvent.job_id == job["id"]).order_by(JobEvent.id))
+            .scalars()
+            .all()
+        )
         assert [(e.kind, e.to_status) for e in events] == [("state", "queued")]
     # and exactly one plan message for it waits on the control queue
     messages = control_messages(api.settings)

@@ -162,7 +162,9 @@ class Rows:
             return [
                 e.data
                 for e in session.execute(
-                    select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind == "held_back")
+                    select(JobEvent)
+                    .where(JobEvent.job_id == job_id, JobEvent.kind == "held_back")
+                    .order_by(JobEvent.id)
                 ).scalars()
             ]
 

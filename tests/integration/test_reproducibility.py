@@ -124,7 +124,11 @@ def test_a_finished_job_has_the_same_record_in_its_object_and_its_manifest(
     }
     with session_scope(worker_settings) as session:
         stats = session.execute(select(JobPart.stats).where(JobPart.job_id == job_id)).scalars().all()
-        events = session.execute(select(JobEvent).where(JobEvent.job_id == job_id)).scalars().all()
+        events = (
+            session.execute(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
+            .scalars()
+            .all()
+        )
     assert record["runtime"] == {"precision": stats[0]["precision"], "device": "cpu"}
     assert record["libraries"]["torch"] == metadata.version("torch")
     assert record["libraries"]["transformers"] == metadata.version("transformers")

@@ -110,7 +110,10 @@ def test_embedding_job_runs_every_part_once_in_input_order(
         assert all(p.status == "done" for p in parts)
         assert sum(p.completed for p in parts) == 150 and sum(p.failed for p in parts) == 10
         kinds = [
-            e.kind for e in session.execute(select(JobEvent).where(JobEvent.job_id == job["id"])).scalars()
+            e.kind
+            for e in session.execute(
+                select(JobEvent).where(JobEvent.job_id == job["id"]).order_by(JobEvent.id)
+            ).scalars()
         ]
     assert kinds[0] == "state" and "planned" in kinds and kinds.count("part_done") == len(parts)
 
