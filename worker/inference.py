@@ -6,7 +6,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from shared.errors import InvalidRequest
 from worker.batching import padded_tokens, padding_ratio, plan_batches
 from worker.explain import add_explanations, wants_explanations
 from worker.metrics import observe_batch
-from worker.predictors.base import Predictor
+from worker.predictors.base import Predictor, Prepared
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +124,24 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-@dataclass
-class _InFlight:
-    """A batch whose forward pass was launched (on a GPU, maybe still running) and not yet postprocessed."""
+def _one_in_flight(
+    predictor: Predictor, prepared: Prepared, batches: list[list[int]]
+) -> Iterator[tuple[list[int], Any]]:
+    """Collate and launch each batch, and hand back a batch only once the next one is launched.
 
-    indices: list[int]
-    output: Any
-
-
-@dataclass
-class _Timing:
-    mark: float  # when the last batch was finished (or the loop started)
-    forward: float = 0.0  # seconds between batch finishes: collate, forward, postprocess
-    explain: float = 0.0
+    On a GPU a launch returns at once, so collating the next batch (and its pinned host-to-device copy)
+    overlaps this batch's kernels, and the GPU never waits for the CPU between batches. On the CPU the
+    order changes nothing but when the caller hears of a batch.
+    """
+    in_flight: tuple[list[int], Any] | None = None
+    for indices in batches:
+        with torch.inference_mode():
+            launched = (indices, predictor.forward(predictor.collate(prepared, indices)))
+        if in_flight is not None:
+            yield in_flight
+        in_flight = launched
+    if in_flight is not None:
+        yield in_flight
 
 
 def run_predictions(
@@ -165,57 +170,39 @@ def run_predictions(
     dtype = autocast_dtype(predictor.device, str(params.get("precision") or "auto"))
     outputs: list[dict[str, Any] | None] = [None] * len(values)
     explain = wants_explanations(params)  # a second, grad-enabled fp32 pass per batch (worker.explain)
-    timing = _Timing(mark=time.perf_counter())
+    forward_seconds = explain_seconds = 0.0
     done = 0
-
-    def finish(flight: _InFlight) -> None:
-        """Postprocess a launched batch (on a GPU this waits for its kernels), then record it."""
-        nonlocal done
-        with torch.inference_mode():
-            results = predictor.postprocess(flight.output, params)
-        if len(results) != len(flight.indices):
-            raise RuntimeError(
-                f"{type(predictor).__name__}.postprocess returned {len(results)} results "
-                f"for {len(flight.indices)} items"
-            )
-        now = time.perf_counter()
-        batch_seconds, timing.mark = now - timing.mark, now
-        timing.forward += batch_seconds
-        observe_batch(
-            predictor.task,
-            len(flight.indices),
-            padding_ratio(prepared.lengths, [flight.indices]),
-            batch_seconds,
-            predictor.device.type,
-        )
-        if explain:
-            timing.explain += add_explanations(predictor, prepared, flight.indices, results)
-            timing.mark = time.perf_counter()
-        for i, result in zip(flight.indices, results, strict=True):
-            outputs[i] = result
-        done += len(flight.indices)
-        if on_batch is not None and not on_batch(len(flight.indices)):
-            raise Stopped(done)
-
-    # One batch in flight: batch n+1 is collated and launched before batch n is postprocessed. On a GPU
-    # the launch returns at once, so collating (and the pinned host-to-device copy) of the next batch
-    # overlaps the kernels of this one, and the GPU never waits for the CPU between batches. On the CPU
-    # the order changes nothing but when `on_batch` hears of a batch.
+    mark = time.perf_counter()  # when the last batch was finished (or the loop started)
     # One autocast context around all the batches: autocast caches the low-precision copy of each weight
     # until its outermost context exits, so the weights are cast once per call, not once per batch (on
     # the H200 the per-batch casts made bf16 slower than fp32 for MiniLM: its batches are launch-bound).
-    in_flight: _InFlight | None = None
     with _autocast(predictor.device, dtype):
-        for indices in batches:
+        for indices, output in _one_in_flight(predictor, prepared, batches):
             with torch.inference_mode():
-                batch = predictor.collate(prepared, indices)
-                launched = _InFlight(indices, predictor.forward(batch))
-            if in_flight is not None:
-                finish(in_flight)
-            in_flight = launched
-        if in_flight is not None:
-            finish(in_flight)
-    forward_seconds, explain_seconds = timing.forward, timing.explain
+                results = predictor.postprocess(output, params)  # on a GPU: waits for the batch's kernels
+            if len(results) != len(indices):
+                raise RuntimeError(
+                    f"{type(predictor).__name__}.postprocess returned {len(results)} results "
+                    f"for {len(indices)} items"
+                )
+            now = time.perf_counter()
+            batch_seconds, mark = now - mark, now  # collate, forward and postprocess, overlapped
+            forward_seconds += batch_seconds
+            observe_batch(
+                predictor.task,
+                len(indices),
+                padding_ratio(prepared.lengths, [indices]),
+                batch_seconds,
+                predictor.device.type,
+            )
+            if explain:
+                explain_seconds += add_explanations(predictor, prepared, indices, results)
+                mark = time.perf_counter()
+            for i, result in zip(indices, results, strict=True):
+                outputs[i] = result
+            done += len(indices)
+            if on_batch is not None and not on_batch(len(indices)):
+                raise Stopped(done)
     stats = {
         "batches": len(batches),
         "padding_ratio": round(padding_ratio(prepared.lengths, batches), 4),
