@@ -36,8 +36,8 @@ def texts_note() -> str:
     return f"texts: {chosen.relative_to(ROOT) if chosen.is_relative_to(ROOT) else chosen}"
 
 
-def texts(n: int) -> list[str]:
-    """`n` real texts (`texts_file()`), cycled."""
+def base_texts() -> list[str]:
+    """The texts of `texts_file()`, each once, in file order."""
     base: list[str] = []
     for line in texts_file().read_text("utf-8").splitlines():
         try:
@@ -46,6 +46,12 @@ def texts(n: int) -> list[str]:
             continue
         if isinstance(rec, dict) and isinstance(rec.get("text"), str):
             base.append(rec["text"])
+    return base
+
+
+def texts(n: int) -> list[str]:
+    """`n` real texts (`texts_file()`), cycled."""
+    base = base_texts()
     return [base[i % len(base)] for i in range(n)]
 
 

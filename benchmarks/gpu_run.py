@@ -104,10 +104,11 @@ def direct(out: Path, records: int, ref_path: Path, quick: bool = False) -> None
 
     device = resolve_device()
     texts = common.texts(records)
-    distinct = sorted(set(texts), key=texts.index)
+    distinct = list(dict.fromkeys(texts))
     folder = builtin_path("minilm-l6")
     predictor = load_predictor("embedding", folder, device, common.MINILM)
-    tokens = sum(len(x) for x in predictor.preprocess(texts, {}).features["input_ids"])
+    prepared = predictor.preprocess(texts, {})  # tokenized once: the token count and the ceiling's batches
+    tokens = sum(prepared.lengths)
 
     def report(loop: str, seconds: float, **extra: Any) -> None:
         emit(
@@ -144,7 +145,6 @@ def direct(out: Path, records: int, ref_path: Path, quick: bool = False) -> None
         report("inferq run_predictions auto", seconds, batching=list(budget))
 
     # The forward-only ceiling: the default bf16 batches already tokenized and on the device.
-    prepared = predictor.preprocess(texts, {})
     batches = plan_batches(prepared.lengths, *default)
     on_device = [predictor.collate(prepared, b) for b in batches]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -118,7 +118,7 @@ def make_tiny_embedding_model(path: Path, hidden: int, *, seed: int = 0) -> Path
 
     path.mkdir(parents=True, exist_ok=True)
     words: set[str] = set()
-    for text in sentences():
+    for text in common.base_texts():
         words.update(re.findall(r"\w+|[^\w\s]", text.lower()))
     vocab = [*SPECIAL_TOKENS, *sorted(words - set(SPECIAL_TOKENS))]
     vocab_file = path / "vocab.txt"
@@ -141,22 +141,9 @@ def make_tiny_embedding_model(path: Path, hidden: int, *, seed: int = 0) -> Path
     return path
 
 
-def sentences() -> list[str]:
-    """The demo sentences (examples/data/sentences.jsonl), each once."""
-    out: list[str] = []
-    for line in common.SENTENCES.read_text("utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("text"), str):
-            out.append(rec["text"])
-    return out
-
-
 def write_input(path: Path, records: int) -> Path:
     """`records` JSONL lines of the demo sentences (cycled), written as they are made."""
-    base = sentences()
+    base = common.base_texts()
     with path.open("w", encoding="utf-8") as f:
         for i in range(records):
             f.write(json.dumps({"id": f"r{i:07d}", "text": base[i % len(base)]}) + "\n")

@@ -38,17 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import common
-from memory_flat import tree
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+from memory_flat import status_mib, tree
 
 
 class TreeSampler(threading.Thread):
@@ -59,7 +49,7 @@ class TreeSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.5):
-            self.peak = max(self.peak, sum(rss_mib(p) for p in tree(os.getpid())))
+            self.peak = max(self.peak, sum(status_mib(p, "VmRSS") for p in tree(os.getpid())))
 
 
 def main() -> int:

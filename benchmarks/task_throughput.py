@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import common
 from e2e_distributed import server_seconds
+from memory_flat import hwm_mib, tree
 from stack import Stack
 
 from shared.client import Client, Job
@@ -384,35 +385,6 @@ def run_job(client: Client, task: str, model: str, file_id: str, poll: float = 0
         if current.status in ("succeeded", "failed", "cancelled", "expired"):
             return server_seconds(current.raw), current
         time.sleep(poll)
-
-
-def hwm_mib(pid: int) -> float:
-    """A process's peak RSS (VmHWM) in MiB; 0 if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def tree(pid: int) -> list[int]:
-    """`pid` and its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
 
 
 def worker_peak_mib(pid: int) -> float:
