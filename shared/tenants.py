@@ -58,13 +58,9 @@ def create_tenant_key(session: Session, tenant_name: str) -> str:
     return key
 
 
-def tenant_for_key(session: Session, key: str) -> str | None:
-    """The tenant id a live (not revoked) key belongs to, or None."""
-    return tenant_for_key_hash(session, hash_key(key))
-
-
 def tenant_for_key_hash(session: Session, key_hash: str) -> str | None:
-    """`tenant_for_key` given the key's stored form (`hash_key`)."""
+    """The tenant id a live (not revoked) key belongs to, or None; the key given in its stored form
+    (`hash_key`)."""
     tenant: str | None = session.execute(_LIVE_KEY_TENANT, {"key_hash": key_hash}).scalar_one_or_none()
     return tenant
 
