@@ -27,15 +27,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import common  # noqa: E402  (benchmarks/, this script's folder)
+
 from shared.client import Client  # noqa: E402
-from tests.e2e.inputs import real_sentences  # noqa: E402
-
-
-def write_input(path: Path, n: int) -> None:
-    texts = real_sentences(10**9)
-    with path.open("w", encoding="utf-8") as f:
-        for i in range(n):
-            f.write(json.dumps({"id": f"r{i:07d}", "text": texts[i % len(texts)]}) + "\n")
 
 
 def free_port() -> int:
@@ -106,7 +100,7 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     input_path = work / "input.jsonl"
-    write_input(input_path, args.records)
+    common.write_jsonl(input_path, common.texts(args.records))
     with EmbeddedStack(work, args.workers) as stack:
         client = Client(stack.url, stack.key, timeout=600)
         started = time.perf_counter()
