@@ -132,7 +132,7 @@ def dry_run(
     measured: float | None,
     max_length: int | None = None,
 ) -> dict[str, Any]:
-    """The dry-run answer of API.md (plus the throughput it assumed and the tokens it counted)."""
+    """The dry-run answer of docs/API.md (plus the throughput it assumed and the tokens it counted)."""
     data, sampled = _read(storage, file_key, file_bytes)
     header: list[str] | None = None
     first_line = 1

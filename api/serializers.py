@@ -1,4 +1,4 @@
-"""Rows to the JSON objects API.md fixes: files, jobs, job events, models. Timestamps are UTC with `Z`."""
+"""Rows to the JSON objects of docs/API.md: files, jobs, job events, models. Timestamps are UTC with `Z`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A typed Python client for the inferq HTTP API (see API.md).
+"""A typed Python client for the inferq HTTP API (see docs/API.md).
 
     from shared.client import Client
 
@@ -478,7 +478,7 @@ class Client:
     # Jobs ----------------------------------------------------------------------------------------
 
     def create_job(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
-        """POST any job body (predict, train, evaluate) as API.md describes it."""
+        """POST any job body (predict, train, evaluate) as docs/API.md describes it."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         data = self._json(
             "POST", "/v1/jobs", retry=idempotency_key is not None, json=dict(body), headers=headers

@@ -1,4 +1,4 @@
-"""The job object of API.md (`GET /v1/jobs/{id}`), shared by the API and the webhooks workers send.
+"""The job object of docs/API.md (`GET /v1/jobs/{id}`), shared by the API and the webhooks workers send.
 
 Timestamps are ISO 8601 UTC with milliseconds and a `Z`.
 """

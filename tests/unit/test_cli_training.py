@@ -1,7 +1,7 @@
 """`inferq train`, `inferq evaluate` and `inferq models list|show|delete` against a small fake of the API.
 
 As in test_client.py, the fake is a real HTTP server (Flask under werkzeug, on a free port, in a thread)
-that speaks the API.md shapes these commands use: uploads, train and evaluate job bodies, a job that
+that speaks the docs/API.md shapes these commands use: uploads, train and evaluate job bodies, a job that
 moves queued → running → succeeded with training metrics, and the model registry with a version that a
 live job still uses. The real API and worker are tested in tests/integration.
 """

@@ -1,7 +1,7 @@
 """The Python client and the client CLI commands against a small fake of the HTTP API.
 
 The fake is a real HTTP server (Flask under werkzeug, on a free port, in a thread) that speaks just
-the API.md shapes the client uses; the real API is tested elsewhere.
+the docs/API.md shapes the client uses; the real API is tested elsewhere.
 """
 
 from __future__ import annotations
@@ -348,7 +348,7 @@ def test_get_parses_every_job_field(client: Client, server: Server) -> None:
     job_id = server.api.add_job(["succeeded"], total=1000)
     # when it is fetched
     job = client.get(job_id)
-    # then every API.md field is typed, and the raw JSON is kept
+    # then every docs/API.md field is typed, and the raw JSON is kept
     assert job.id == job_id
     assert (job.type, job.task, job.model, job.input_file) == (
         "predict",
