@@ -97,13 +97,3 @@ def open_read_session(settings: Settings | None = None) -> Session:
         session.close()
         raise
     return session
-
-
-@contextmanager
-def read_scope(settings: Settings | None = None) -> Iterator[Session]:
-    """`open_read_session` for the length of a `with` block."""
-    session = open_read_session(settings)
-    try:
-        yield session
-    finally:
-        session.close()

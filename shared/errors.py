@@ -47,8 +47,3 @@ class UnsupportedMediaType(InferqError):
 class Unprocessable(InferqError):
     status = 422
     code = "unprocessable"
-
-
-class Unavailable(InferqError):
-    status = 503
-    code = "unavailable"

@@ -540,15 +540,6 @@ def finish_training(
     return fan_in
 
 
-def set_final_metrics(session: Session, job_id: str, metrics: dict[str, Any]) -> None:
-    """The finalizer's metrics of an evaluate job, set while it is finalizing (before it succeeds)."""
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.FINALIZING.value)
-        .values(metrics=metrics, updated_at=utcnow())
-    )
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Train then predict: a job whose model is `train:<job_id>` stays queued, unplanned, until that job ends
 # (shared.training_waits).

@@ -126,16 +126,6 @@ def resolve(
     return resolved
 
 
-def list_tenant_versions(session: Session, tenant_id: str) -> list[ResolvedModel]:
-    rows = session.execute(
-        select(Model, ModelVersion)
-        .join(ModelVersion, ModelVersion.model_id == Model.id)
-        .where(Model.tenant_id == tenant_id, ModelVersion.status == "ready")
-        .order_by(Model.name, ModelVersion.version)
-    ).all()
-    return [_to_resolved(m, mv) for m, mv in rows]
-
-
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
