@@ -1,4 +1,4 @@
-"""`make demo`: start inferq, embed 1,500 sentences, download the results, search them.
+"""`make demo`: start inferq, embed 1,505 sentences, download the results, search them.
 
 Steps: a fresh data dir `.inferq/demo` and a free port; `inferq up --workers 1` as a child process;
 wait for `/readyz`; `inferq keys create --tenant demo`; upload and submit
