@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# A relative link that climbs out of the checkout, e.g. `../shared/API.md` or `(../../x)`.
+# A relative link that climbs out of the checkout into the folder beside it (its shared documents).
 OUTSIDE_LINK = re.compile(r"(?<![\w.])\.\./(?:\.\./)*(?:shared|DEVELOPERS|API|ARCHITECTURE)[\w./-]*")
 
 
