@@ -90,6 +90,7 @@ from shared.models import Base
 from shared.settings import Settings, get_settings, reset_settings_cache
 from shared.storage import S3Storage, StorageError, get_storage
 from shared.tenants import create_tenant_key
+from tests.helpers.ports import free_port as free_port  # re-exported: tests import it from here
 from tests.helpers.tenant_http import Http, register_model, tenant_http
 from tests.helpers.worker_env import QUICK_LEASES, in_process_worker, worker_env
 
@@ -128,12 +129,6 @@ def require_service(name: str, url: str, timeout: float = 2.0) -> None:
 @pytest.fixture(name="require_service")
 def require_service_fixture() -> Callable[[str, str], None]:
     return require_service
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---- Postgres ------------------------------------------------------------------------------------
