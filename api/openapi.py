@@ -342,7 +342,7 @@ SCHEMAS: dict[str, Schema] = {
             "webhook_url": {
                 "type": "string",
                 "format": "uri",
-                "description": "https (http only where the operator allows it), resolving only to public addresses",
+                "description": "https (http where the operator allows it), to public addresses only",
             },
             "completion_window": {
                 "type": "string",

@@ -28,12 +28,14 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import certifi
 import httpcore
 import httpx
 
@@ -301,6 +303,11 @@ def check_url_resolves(url: str, policy: Policy) -> Target:
 
 
 # ---- connections ----------------------------------------------------------------------------------
+
+
+def ssl_context() -> ssl.SSLContext:
+    """Certificates verified against certifi's roots and the URL's hostname (tests trust their own CA)."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class Deadline:

@@ -70,7 +70,9 @@ def _send(
     """The POST itself through `backend`; the status code once the answer (up to its cap) has arrived."""
     url = httpcore.URL(scheme=target.scheme, host=target.host, port=target.port, target=target.target)
     timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-    with httpcore.ConnectionPool(network_backend=backend, retries=0, max_connections=1) as pool:
+    with httpcore.ConnectionPool(
+        ssl_context=egress.ssl_context(), network_backend=backend, retries=0, max_connections=1
+    ) as pool:
         with pool.stream(
             "POST", url, headers=headers, content=body, extensions={"timeout": timeouts}
         ) as response:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import io
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,8 +86,9 @@ def answer_500_then_200(handler: BaseHTTPRequestHandler, state: Receiver) -> Non
 
 
 @contextmanager
-def serve(respond: Respond = answer_500_then_200) -> Iterator[Receiver]:
-    """A receiver on 127.0.0.1 that records each POST, then lets `respond` answer it; stopped after."""
+def serve(respond: Respond = answer_500_then_200, tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A receiver on 127.0.0.1 that records each POST, then lets `respond` answer it (over TLS with
+    `tls`: its URL then says https); stopped after."""
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -100,7 +103,10 @@ def serve(respond: Respond = answer_500_then_200) -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/inferq"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "http" if tls is None else "https"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/hooks/inferq"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -584,3 +590,62 @@ def test_a_receiver_that_trickles_is_cut_at_the_total_deadline_and_holds_no_one_
     assert event["message"] == "webhook job.failed attempt 1: delivery failed (timed out) (pending)"
     ended_at = datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")).timestamp()
     assert ended_at - slow.requests[0].at < 2 + 1.5, ended_at - slow.requests[0].at
+
+
+def self_signed(name: str, folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for the DNS name `name` and its key: (cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now().astimezone()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now.replace(year=now.year - 1))
+        .not_valid_after(now.replace(year=now.year + 1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_goes_to_the_vetted_address_and_tls_still_verifies_the_urls_hostname(
+    tenant: Tenant_, worker_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: an https receiver on 127.0.0.1 with a certificate for hooks.test (trusted by the worker),
+    # and two names that resolve to it: hooks.test and another.test
+    cert, key = self_signed("hooks.test", tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    monkeypatch.setattr(egress, "ssl_context", lambda: ssl.create_default_context(cafile=str(cert)))
+    monkeypatch.setattr(egress, "system_resolve", lambda host, port: ["127.0.0.1"])
+    with serve(tls=server_tls) as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+
+        # when: one job's webhook names hooks.test, another's another.test
+        _, good = ended(worker_settings, f"https://hooks.test:{port}/hooks/inferq")
+        bad_job, bad = ended(worker_settings, f"https://another.test:{port}/hooks/inferq")
+
+        # then: the name the certificate is for is delivered, over TLS, with that name as the Host
+        assert deliver(good, worker_settings) == "delivered"
+        assert [r.headers["host"] for r in receiver.requests] == [f"hooks.test:{port}"]
+        # and: the other name reaches the same address but fails the certificate check: not delivered
+        assert deliver(bad, worker_settings) == "pending"
+        assert len(receiver.requests) == 1
+    [event] = webhook_events(tenant, bad_job, 1)
+    assert event["message"] == "webhook job.failed attempt 1: delivery failed (could not connect) (pending)"
