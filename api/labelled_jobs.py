@@ -30,6 +30,7 @@ from api.train_specs import (
     parse_train,
     resolve_hyperparameters,
 )
+from api.webhook_targets import check_webhook_url
 from shared import jobs, queue, registry
 from shared.db import session_scope
 from shared.errors import InvalidRequest, NotFound, Unprocessable
@@ -115,6 +116,7 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
     spec = parse_train(body)
     _check_model_name(spec.model_name)
     settings = current_settings()
+    check_webhook_url(spec.webhook_url, settings)
     tenant = tenant_id()
     window = spec.completion_window_seconds or settings.default_completion_window_seconds
 
@@ -186,6 +188,7 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
 def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
     spec = parse_evaluate(body)
     settings = current_settings()
+    check_webhook_url(spec.webhook_url, settings)
     tenant = tenant_id()
     window = spec.completion_window_seconds or settings.default_completion_window_seconds
 

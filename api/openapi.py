@@ -339,7 +339,11 @@ SCHEMAS: dict[str, Schema] = {
                 "maxProperties": MAX_METADATA_KEYS,
                 "additionalProperties": {"type": "string", "maxLength": 512},
             },
-            "webhook_url": {"type": "string", "format": "uri", "description": "http or https"},
+            "webhook_url": {
+                "type": "string",
+                "format": "uri",
+                "description": "https (http where the operator allows it), to public addresses only",
+            },
             "completion_window": {
                 "type": "string",
                 "pattern": "^[0-9]+[smhd]$",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,6 +66,19 @@ def _s3_sse(env: Mapping[str, str]) -> str | None:
     raise SettingsError(f"INFERQ_S3_SSE must be one of {', '.join(S3_SSE_MODES)} (or unset), got {raw!r}")
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return (env.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """CIDRs separated by commas or spaces (``127.0.0.1/32, 10.20.0.0/16``); unset = none."""
+    raw = env.get(name) or ""
+    try:
+        return tuple(ipaddress.ip_network(part, strict=False) for part in re.split(r"[\s,]+", raw) if part)
+    except ValueError as e:
+        raise SettingsError(f"{name} must be CIDR networks separated by commas: {e}") from e
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -103,10 +118,15 @@ class Settings:
     # Threads for torch in a worker process (0 = torch's default)
     torch_threads: int = 0
     log_json: bool = False
-    # Webhooks: attempts per delivery, first retry delay (doubling, capped at an hour), request timeout
+    # Webhooks: attempts per delivery, first retry delay (doubling, capped at an hour), total seconds of
+    # one attempt (DNS, connect, TLS, request and the whole answer), delivery threads per worker process;
+    # plain http and internal receivers (CIDRs, e.g. 10.20.0.0/16) only when the operator allows them.
     webhook_max_attempts: int = 8
     webhook_backoff_seconds: int = 10
     webhook_timeout_seconds: int = 10
+    webhook_threads: int = 4
+    webhook_allow_http: bool = False
+    webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # A worker's Prometheus endpoint: port + its index (0 = none); see worker/metrics_server.py
     worker_metrics_port: int = 0
     worker_index: int = 0
@@ -153,7 +173,15 @@ class Settings:
             log_json=(env.get("INFERQ_LOG_JSON", "") or "").lower() in ("1", "true", "yes"),
             webhook_max_attempts=_int(env, "INFERQ_WEBHOOK_MAX_ATTEMPTS", 8, 1),
             webhook_backoff_seconds=_int(env, "INFERQ_WEBHOOK_BACKOFF_SECONDS", 10, 1),
-            webhook_timeout_seconds=_int(env, "INFERQ_WEBHOOK_TIMEOUT", 10, 1),
+            webhook_timeout_seconds=_int(
+                env,
+                "INFERQ_WEBHOOK_TIMEOUT_SECONDS",
+                _int(env, "INFERQ_WEBHOOK_TIMEOUT", 10, 1),  # the earlier name
+                1,
+            ),
+            webhook_threads=_int(env, "INFERQ_WEBHOOK_THREADS", 4, 1),
+            webhook_allow_http=_flag(env, "INFERQ_WEBHOOK_ALLOW_HTTP"),
+            webhook_allowed_networks=_networks(env, "INFERQ_WEBHOOK_ALLOWED_NETWORKS"),
             worker_metrics_port=_int(env, "INFERQ_WORKER_METRICS_PORT", 0, 0),
             worker_index=_int(env, "INFERQ_WORKER_INDEX", 0, 0),
             retention_days=_retention_days(env),

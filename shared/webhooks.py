@@ -8,6 +8,10 @@ dies mid-attempt, is covered by the reconciler, which re-sends every `pending` d
 `claim`, posts the signed job object, and stores the outcome with `record_attempt`; a failed attempt is
 retried after `backoff_seconds` (doubling from `INFERQ_WEBHOOK_BACKOFF_SECONDS`, at most an hour) until
 `INFERQ_WEBHOOK_MAX_ATTEMPTS`. Job events record each attempt (`worker/webhooks.py`).
+
+Where a webhook may go is `shared/egress.py`'s policy with the webhook settings (`egress_policy`): https
+only (`INFERQ_WEBHOOK_ALLOW_HTTP` admits http), public addresses only (`INFERQ_WEBHOOK_ALLOWED_NETWORKS`
+admits internal receivers); the API checks it at submit, the worker again at every attempt.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from shared import queue
+from shared import egress, queue
 from shared.after_commit import send_after_commit
 from shared.ids import new_id
 from shared.models import Job, Tenant, WebhookDelivery, utcnow
@@ -49,6 +53,15 @@ class Claim:
 class Outcome:
     status: str  # delivered | failed (gave up) | pending (will retry)
     retry_in: int | None  # seconds until the next attempt, when pending
+
+
+def egress_policy(settings: Settings) -> egress.Policy:
+    """Where webhooks may be sent under these settings."""
+    return egress.Policy(
+        allow_http=settings.webhook_allow_http,
+        allowed_networks=settings.webhook_allowed_networks,
+        resolve_seconds=min(float(settings.webhook_timeout_seconds), egress.DEFAULT_RESOLVE_SECONDS),
+    )
 
 
 def event_type(job_status: str) -> str:

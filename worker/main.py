@@ -14,7 +14,7 @@ from shared import worker_presence
 from shared.db import dispose_engines
 from shared.queue import ALL_QUEUES, QUEUE_CONTROL, QUEUE_INFERENCE, QUEUE_TRAINING, make_celery
 from shared.settings import Settings, get_settings
-from worker import metrics_server
+from worker import metrics_server, webhook_pool
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,13 @@ def _reconcile_on_start(**_: Any) -> None:
         reconcile(get_settings())
     except Exception as e:
         log.warning("start-up reconcile failed: %s", e)
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _stop_deliveries(**_: Any) -> None:
+    """Let webhook attempts under way end (each by its deadline); waiting ones are re-sent from SQL."""
+    webhook_pool.shutdown(wait=True)
 
 
 def worker_argv(

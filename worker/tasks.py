@@ -75,15 +75,13 @@ def finalize_job(self: Any, job_id: str) -> str:
         raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
 
 
-@shared_task(name=TASK_WEBHOOK, bind=True, max_retries=10, **TASK_OPTIONS)
-def deliver_webhook(self: Any, delivery_id: str) -> str:
-    """One attempt at a job's webhook; its own retries are scheduled from the delivery row."""
-    from worker.webhooks import deliver
+@shared_task(name=TASK_WEBHOOK, **TASK_OPTIONS)
+def deliver_webhook(delivery_id: str) -> str:
+    """Hands one attempt at a job's webhook to this process's delivery threads and returns at once
+    (worker/webhook_pool.py); its retries are scheduled from the delivery row."""
+    from worker import webhook_pool
 
-    try:
-        return deliver(delivery_id, get_settings())
-    except OperationalError as e:
-        raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
+    return "queued" if webhook_pool.submit(delivery_id, get_settings()) else "held"
 
 
 @shared_task(name=TASK_RECONCILE, ignore_result=True)

@@ -22,6 +22,7 @@ from api.limits import check_live_jobs
 from api.pagination import list_body, page_request, paginate
 from api.routes.files import CONTENT_TYPES, content_response
 from api.serializers import event_object, job_object
+from api.webhook_targets import check_webhook_url
 from shared import jobs, keys, queue, retention, throughput
 from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
 from shared.ids import new_id
@@ -113,6 +114,7 @@ def submit_job() -> tuple[dict[str, Any], int]:
         return submit_evaluate(body, idem_key), 202
     spec = parse_predict(body)
     settings = current_settings()
+    check_webhook_url(spec.webhook_url, settings)
     tenant = tenant_id()
     window = spec.completion_window_seconds or settings.default_completion_window_seconds
 
