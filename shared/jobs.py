@@ -35,6 +35,7 @@ class PartSpec:
     first_line: int
     first_record: int
     records: int
+    duplicates: tuple[int, ...] = ()  # file indexes of its records whose id came earlier in the file
 
 
 @dataclass(frozen=True)
@@ -153,16 +154,19 @@ def set_plan(session: Session, job_id: str, specs: list[PartSpec], total: int) -
                 first_line=spec.first_line,
                 first_record=spec.first_record,
                 records=spec.records,
+                duplicates=list(spec.duplicates) or None,
                 status=PartStatus.QUEUED.value,
                 sent_at=now,
             )
         )
+    repeated = sum(len(spec.duplicates) for spec in specs)
     record_event(
         session,
         job_id,
         "planned",
-        f"{len(specs)} parts, {total} records",
-        {"parts": len(specs), "total": total},
+        f"{len(specs)} parts, {total} records"
+        + (f"; {repeated} repeat an earlier record's id (duplicate_id errors)" if repeated else ""),
+        {"parts": len(specs), "total": total, **({"duplicate_ids": repeated} if repeated else {})},
     )
     transition(session, job_id, JobStatus.RUNNING, sources=frozenset({JobStatus.QUEUED}))
     return True
