@@ -8,8 +8,8 @@ one id, and results join back to their inputs.
 
 Parts are planned by byte range, so a repeat can be in another part than its first: the planner reads
 the file once more, one part at a time, with the parser the runner uses (`shared.records.parse_part`), and
-keeps a 16-byte blake2b digest of every record's id in file order (16 MB a million records, and about as
-much again while they are sorted; two different ids share a digest with odds below 1e-24 in a file of
+keeps a 16-byte blake2b digest of every record's id in file order (16 MB a million records, and some
+30 MB more while they are sorted; two different ids share a digest with odds below 1e-24 in a file of
 ten million). Each part row gets the file indexes of its repeats (`job_parts.duplicates`); the runner
 turns those records into error lines, and a retry child never runs them again. Batch jobs answer by
 `custom_id` and are not checked here: each of their lines has its own output `id`.
@@ -49,7 +49,7 @@ class IdDigests:
         """Ascending file indexes of the records whose id an earlier record has."""
         if not self._digests:
             return np.empty(0, dtype=np.int64)
-        halves = np.frombuffer(bytes(self._digests), dtype=np.uint64).reshape(-1, 2)
+        halves = np.frombuffer(self._digests, dtype=np.uint64).reshape(-1, 2)  # no copy
         order = np.lexsort((halves[:, 1], halves[:, 0]))  # stable: equal ids stay in file order
         ordered = halves[order]
         same = (ordered[1:] == ordered[:-1]).all(axis=1)
