@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from shared.jobs import PartSpec
-from shared.records import Record, RecordError
-from worker.duplicate_ids import DUPLICATE_ID, IdDigests, by_part, mark_duplicates
+from shared.records import CSV, Record, RecordError, plan_parts
+from worker.duplicate_ids import DUPLICATE_ID, IdDigests, by_part, find_duplicates, mark_duplicates
 
 
 def test_repeats_are_every_occurrence_after_the_first() -> None:
@@ -49,3 +51,24 @@ def test_mark_duplicates_turns_repeated_records_into_errors() -> None:
         (11, 21, "y", DUPLICATE_ID),
     ]
     assert mark_duplicates(records, errors, None) == (records, errors)
+
+
+class BytesStorage:
+    """The one stored file a planner reads, by byte range."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def iter_bytes(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        yield self.data[start:end]
+
+
+def test_csv_repeats_across_parts_by_id_or_line_number() -> None:
+    # given: a CSV in parts of 2 records: line 3 has no id (so "3"), line 4 says 3, line 5 says "1"
+    data = b'id,text\n1,a\n,b\n3,c\n"1",d\n2,"two\nlines"\n7,e\n'
+    specs, total = plan_parts(iter([data]), CSV, 2)
+    assert total == 6 and len(specs) == 3
+    # when
+    parts = find_duplicates(BytesStorage(data), "key", CSV, specs)  # type: ignore[arg-type]
+    # then: records 2 (line 4) and 3 (line 5) repeat; the quoted multi-line row is one record
+    assert [p.duplicates for p in parts] == [(), (2, 3), ()]
