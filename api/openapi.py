@@ -330,7 +330,12 @@ SCHEMAS: dict[str, Schema] = {
             },
             "input_file": {
                 "type": "string",
-                "description": "a file of purpose input holding the task's field",
+                "description": (
+                    "a file of purpose input holding the task's field. A record's id is its `id` (an "
+                    'integer or a string; 1 and "1" are one id) or, without one, its line number; ids '
+                    "are unique in a job's results: the first record with an id runs, each later one is a "
+                    "duplicate_id error line (with its line), across the whole file"
+                ),
             },
             "params": _ref("PredictParams"),
             "priority": {"type": "integer", "minimum": PRIORITY_RANGE[0], "maximum": PRIORITY_RANGE[1]},
@@ -963,7 +968,7 @@ def _paths() -> dict[str, Any]:
                         _ref("Job"),
                         "the child job (parent_job, retry_of); its input is built from the parent when it"
                         " is planned, and its retry_input event says how many records it runs and how"
-                        " many cannot be retried because they do not parse",
+                        " many cannot be retried because they do not parse or repeat an earlier id",
                     ),
                     "400": _error("invalid_json, unknown_field, field_required, invalid_value (only)"),
                     "404": _error("job_not_found"),
@@ -1041,7 +1046,8 @@ def _paths() -> dict[str, Any]:
                     "200": {
                         "description": (
                             '{"id","line","index","error":{"code","message"}} per bad record (index:'
-                            " its 0-based position among the records); empty if none"
+                            " its 0-based position among the records; duplicate_id: a record whose id an"
+                            " earlier record of the file has); empty if none"
                         ),
                         "content": JSONL_CONTENT,
                     },

@@ -35,6 +35,7 @@ class PartSpec:
     first_line: int
     first_record: int
     records: int
+    duplicates: tuple[int, ...] = ()  # file indexes of its records whose id came earlier in the file
 
 
 @dataclass(frozen=True)
@@ -153,16 +154,19 @@ def set_plan(session: Session, job_id: str, specs: list[PartSpec], total: int) -
                 first_line=spec.first_line,
                 first_record=spec.first_record,
                 records=spec.records,
+                duplicates=list(spec.duplicates) or None,
                 status=PartStatus.QUEUED.value,
                 sent_at=now,
             )
         )
+    repeated = sum(len(spec.duplicates) for spec in specs)
     record_event(
         session,
         job_id,
         "planned",
-        f"{len(specs)} parts, {total} records",
-        {"parts": len(specs), "total": total},
+        f"{len(specs)} parts, {total} records"
+        + (f"; {repeated} repeat an earlier record's id (duplicate_id errors)" if repeated else ""),
+        {"parts": len(specs), "total": total, **({"duplicate_ids": repeated} if repeated else {})},
     )
     transition(session, job_id, JobStatus.RUNNING, sources=frozenset({JobStatus.QUEUED}))
     return True
@@ -191,13 +195,21 @@ def claim_part(
         return None
     # Read before the UPDATE: the ORM synchronizes `part` with the new values when it runs.
     seen_token, seen_attempts = part.lease_token, part.attempts
+    seen = (part.reported_completed, part.reported_failed)
     claimable = or_(
         JobPart.status == PartStatus.QUEUED.value,
         and_(JobPart.status == PartStatus.RUNNING.value, JobPart.lease_expires_at < now),
     )
     result = session.execute(
         update(JobPart)
-        .where(JobPart.id == part_id, JobPart.lease_token == seen_token, claimable)
+        .where(
+            JobPart.id == part_id,
+            JobPart.lease_token == seen_token,
+            # a late heartbeat of the lapsed lease changes these: the claim then loses, as to a claim
+            JobPart.reported_completed == seen[0],
+            JobPart.reported_failed == seen[1],
+            claimable,
+        )
         .values(
             status=PartStatus.RUNNING.value,
             lease_token=JobPart.lease_token + 1,
@@ -205,10 +217,13 @@ def claim_part(
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             attempts=JobPart.attempts + 1,
             started_at=now,
+            reported_completed=0,  # this attempt reports from nothing (`_report`)
+            reported_failed=0,
         )
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
+    _take_back(session, part.job_id, *seen)  # a lapsed attempt's progress: its work is lost
     token = seen_token + 1
     attempt = seen_attempts + 1
     if attempt > 1:
@@ -230,11 +245,19 @@ def claim_part(
 
 
 def _report(session: Session, lease: Lease, completed: int, failed: int, values: dict[str, Any]) -> bool:
-    """Under the lease: store part values and add the growth of its counts to the job's progress."""
+    """Under the lease: store part values and add the growth of its counts to the job's progress.
+
+    The part row is locked while its counts are read, so a concurrent release (`release_part`) either
+    takes back what this adds or finds this report already refused.
+    """
     part = session.execute(
-        select(JobPart.reported_completed, JobPart.reported_failed).where(
-            JobPart.id == lease.part_id, JobPart.lease_token == lease.token
+        select(JobPart.reported_completed, JobPart.reported_failed)
+        .where(
+            JobPart.id == lease.part_id,
+            JobPart.lease_token == lease.token,
+            JobPart.status == PartStatus.RUNNING.value,
         )
+        .with_for_update()
     ).one_or_none()
     if part is None:
         return False
@@ -262,6 +285,17 @@ def _report(session: Session, lease: Lease, completed: int, failed: int, values:
             .values(completed=Job.completed + add_c, failed=Job.failed + add_f, updated_at=utcnow())
         )
     return True
+
+
+def _take_back(session: Session, job_id: str, completed: int, failed: int) -> None:
+    """Remove an attempt's published progress from its job: the attempt ended without a result (released,
+    its lease lapsed, or skipped), so its records are in no file yet and count again when they run."""
+    if completed or failed:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(completed=Job.completed - completed, failed=Job.failed - failed, updated_at=utcnow())
+        )
 
 
 def heartbeat(session: Session, lease: Lease, lease_seconds: int, completed: int, failed: int) -> bool:
@@ -370,27 +404,31 @@ def release_part(session: Session, lease: Lease, reason: str, *, count_attempt: 
     `count_attempt=False` when the attempt was stopped for a reason that is not the part's (the worker
     shutting down): it then does not count towards `max_part_attempts`.
     """
+    held = and_(
+        JobPart.id == lease.part_id,
+        JobPart.lease_token == lease.token,
+        JobPart.status == PartStatus.RUNNING.value,
+    )
+    # Locked, so the heartbeat thread of this lease cannot add to the counts taken back here.
+    part = session.execute(
+        select(JobPart.reported_completed, JobPart.reported_failed).where(held).with_for_update()
+    ).one_or_none()
+    if part is None:
+        return False
     values: dict[str, Any] = {
         "status": PartStatus.QUEUED.value,
         "lease_expires_at": None,
         "lease_owner": None,
         "sent_at": utcnow(),
+        "reported_completed": 0,
+        "reported_failed": 0,
     }
     if not count_attempt:
         values["attempts"] = JobPart.attempts - 1
-    result = session.execute(
-        update(JobPart)
-        .where(
-            JobPart.id == lease.part_id,
-            JobPart.lease_token == lease.token,
-            JobPart.status == PartStatus.RUNNING.value,
-        )
-        .values(**values)
-    )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
-        record_event(session, lease.job_id, "part_released", reason, {"part_id": lease.part_id})
-        return True
-    return False
+    session.execute(update(JobPart).where(held).values(**values))
+    _take_back(session, lease.job_id, part.reported_completed, part.reported_failed)
+    record_event(session, lease.job_id, "part_released", reason, {"part_id": lease.part_id})
+    return True
 
 
 def skip_unstarted_parts(session: Session, job_id: str) -> int:
@@ -398,10 +436,11 @@ def skip_unstarted_parts(session: Session, job_id: str) -> int:
 
     A lapsed lease belongs to a worker that died or froze; skipping its part (not leaving it `running`)
     also fences that worker out: a part that is no longer `running` takes no heartbeat and no commit.
+    The progress such a part published is taken back: none of its records is in the job's files.
     """
     now = utcnow()
-    result = session.execute(
-        update(JobPart)
+    rows = session.execute(
+        select(JobPart.id, JobPart.reported_completed, JobPart.reported_failed)
         .where(
             JobPart.job_id == job_id,
             or_(
@@ -409,9 +448,28 @@ def skip_unstarted_parts(session: Session, job_id: str) -> int:
                 and_(JobPart.status == PartStatus.RUNNING.value, JobPart.lease_expires_at < now),
             ),
         )
-        .values(status=PartStatus.SKIPPED.value, finished_at=now, lease_expires_at=None)
+        .with_for_update()
+    ).all()
+    if not rows:
+        return 0
+    session.execute(
+        update(JobPart)
+        .where(JobPart.id.in_([row.id for row in rows]))
+        .values(
+            status=PartStatus.SKIPPED.value,
+            finished_at=now,
+            lease_expires_at=None,
+            reported_completed=0,
+            reported_failed=0,
+        )
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    _take_back(
+        session,
+        job_id,
+        sum(row.reported_completed for row in rows),
+        sum(row.reported_failed for row in rows),
+    )
+    return len(rows)
 
 
 def running_parts(session: Session, job_id: str, now: datetime | None = None) -> int:

@@ -158,6 +158,9 @@ class JobPart(Base):
     output_key: Mapped[str | None] = mapped_column(Text, default=None)
     error_key: Mapped[str | None] = mapped_column(Text, default=None)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # File indexes of this part's records whose id an earlier record of the file has (worker.duplicate_ids):
+    # they become `duplicate_id` error lines. Null: none (or planned before duplicates were looked for).
+    duplicates: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 

@@ -178,6 +178,9 @@ def finalize_job(job_id: str, settings: Settings) -> str:
             data={"completed": completed, "failed": failed},
             output_file_id=output.id,
             error_file_id=errors.id,
+            # The counters end as the files' line counts, whatever progress the workers published.
+            completed=completed,
+            failed=failed,
             **extra,
         )
         if left is None:

@@ -14,6 +14,7 @@ from shared.records import plan_parts
 from shared.settings import Settings
 from shared.states import WORKING, JobStatus, PartStatus
 from shared.storage import StorageError, get_storage
+from worker.duplicate_ids import UNCHECKED_JOB_TYPES, find_duplicates
 from worker.retry_input import build_retry_input
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def plan_job(job_id: str, settings: Settings) -> None:
             resend = list(queued)
         else:
             resend = None
+            job_type = job.type
             file = session.get(File, job.input_file_id) if job.input_file_id else None
             retry_child = job.parent_job_id is not None and job.input_file_id is None
     if resend is not None:
@@ -96,6 +98,8 @@ def plan_job(job_id: str, settings: Settings) -> None:
             file.format,
             part_size(file.records, settings, inference_workers(settings)),
         )
+        if job_type not in UNCHECKED_JOB_TYPES:
+            specs = find_duplicates(storage, file.storage_key, file.format, specs)
     except StorageError as e:
         log.warning(
             "job %s: cannot read input yet (%s); the reconciler will retry", job_id, e, extra=log_ids(job_id)

@@ -13,7 +13,8 @@ attaches it to the child. Then the child is planned like any predict job.
   the parent stopped before it was planned.
 
 A record that cannot be parsed at all (not JSON, not an object, a bad id, a broken CSV row) cannot run
-again; it is counted, and the child's `retry_input` event says how many. Memory stays bounded by a part:
+again, nor can a record that repeats an earlier record's id (`duplicate_id`, worker.duplicate_ids); it is
+counted, and the child's `retry_input` event says how many. Memory stays bounded by a part:
 the parent is read one part's byte range at a time and the outputs are spooled to storage.
 """
 
@@ -49,6 +50,7 @@ from shared.retry_merge import Slot, slot_line, split_lines
 from shared.settings import Settings
 from shared.states import WORKING, JobStatus, PartStatus
 from shared.storage import Storage, get_storage
+from worker.duplicate_ids import mark_duplicates
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class ParentPart:
     first_record: int
     status: str
     completed: int
+    duplicates: frozenset[int] = frozenset()  # records that repeat an earlier id (worker.duplicate_ids)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Stretch:
     first_record: int
     before: int  # the parent's output lines before its first record
     lines: frozenset[int] | None  # only the records starting on these lines; None: all of them
+    duplicates: frozenset[int] = frozenset()  # file indexes of records that repeat an earlier id
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,9 @@ def unfinished_stretches(parts: Sequence[ParentPart]) -> Iterator[Stretch]:
 
 
 def _stretch(part: ParentPart, before: int, lines: frozenset[int] | None) -> Stretch:
-    return Stretch(part.byte_start, part.byte_end, part.first_line, part.first_record, before, lines)
+    return Stretch(
+        part.byte_start, part.byte_end, part.first_line, part.first_record, before, lines, part.duplicates
+    )
 
 
 @dataclass
@@ -217,7 +223,7 @@ def build_retry_input(job_id: str, settings: Settings) -> File | None:
     )
     message = f"{writer.records} {source.only} records of job {source.parent_id} run again"
     if writer.unretryable:
-        message += f"; {writer.unretryable} cannot be retried: they do not parse"
+        message += f"; {writer.unretryable} cannot be retried: they do not parse or repeat an earlier id"
     with session_scope(settings) as session:
         if not jobs.attach_retry_input(session, job_id, file.id, writer.records, writer.unretryable, message):
             return None
@@ -257,11 +263,23 @@ def _source(session: Session, child: Job) -> Source:
             JobPart.first_record,
             JobPart.status,
             JobPart.completed,
+            JobPart.duplicates,
         )
         .where(JobPart.job_id == parent.id)
         .order_by(JobPart.index)
     ).all()
-    parts = [ParentPart(*row) for row in rows]
+    parts = [
+        ParentPart(
+            row.byte_start,
+            row.byte_end,
+            row.first_line,
+            row.first_record,
+            row.status,
+            row.completed,
+            frozenset(row.duplicates or ()),
+        )
+        for row in rows
+    ]
     return Source(
         tenant_id=child.tenant_id,
         parent_id=parent.id,
@@ -295,9 +313,10 @@ def _stretches(source: Source, storage: Storage, settings: Settings) -> Iterator
 def _read(
     storage: Storage, source: Source, stretch: Stretch, header: list[str] | None
 ) -> tuple[list[Record], list[RecordError]]:
-    """The stretch's records read whole (every field kept) and those that do not parse at all."""
+    """The stretch's records read whole (every field kept), and those that do not parse at all or repeat
+    an earlier record's id (the parent never ran them, so neither does the child)."""
     data = b"".join(storage.iter_bytes(source.input_key, stretch.byte_start, stretch.byte_end))
-    return parse_part(
+    records, errors = parse_part(
         data,
         source.input_format,
         first_line=stretch.first_line,
@@ -305,3 +324,4 @@ def _read(
         fields=(),
         header=header,
     )
+    return mark_duplicates(records, errors, stretch.duplicates)

@@ -26,6 +26,7 @@ from shared.settings import Settings
 from shared.storage import Storage, StorageUnavailable, get_storage
 from worker import metrics as worker_metrics
 from worker import result_cache, result_cache_store
+from worker.duplicate_ids import mark_duplicates
 from worker.formatters import Formatter, formatter_for
 from worker.model_cache import ModelCache
 
@@ -109,6 +110,7 @@ class PartContext:
     first_line: int
     first_record: int
     records: int
+    duplicates: tuple[int, ...]  # file indexes of records that repeat an earlier id (worker.duplicate_ids)
     attempts: int
     file_key: str
     file_format: str
@@ -135,6 +137,7 @@ def _load_context(session: Session, lease: Lease, settings: Settings) -> PartCon
         first_line=part.first_line,
         first_record=part.first_record,
         records=part.records,
+        duplicates=tuple(part.duplicates or ()),
         attempts=part.attempts,
         file_key=file.storage_key,
         file_format=file.format,
@@ -153,9 +156,10 @@ def _read_records(
         header = read_header(b"".join(storage.iter_bytes(ctx.file_key, 0, HEADER_PROBE_BYTES)))
     data = b"".join(storage.iter_bytes(ctx.file_key, ctx.byte_start, ctx.byte_end))
     read_done = time.perf_counter()
-    parsed = ctx.formatter.parse(
+    records, errors = ctx.formatter.parse(
         data, ctx.file_format, first_line=ctx.first_line, first_record=ctx.first_record, header=header
     )
+    parsed = mark_duplicates(records, errors, ctx.duplicates)
     if timings is not None:
         timings["read_seconds"] = round(read_done - started, 4)
         timings["parse_seconds"] = round(time.perf_counter() - read_done, 4)

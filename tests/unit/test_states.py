@@ -266,7 +266,7 @@ def test_no_claim_on_a_job_that_stopped_working(session: Session) -> None:
     assert jobs.is_cancelled(session, job_id)
 
 
-def test_progress_high_water_marks_never_decrease(session: Session) -> None:
+def test_progress_high_water_marks_never_decrease_within_an_attempt(session: Session) -> None:
     # given a part of 10 records under a lease
     job_id = new_job(session)
     (part_id,) = plan(session, job_id)
@@ -283,13 +283,16 @@ def test_progress_high_water_marks_never_decrease(session: Session) -> None:
     # then the job keeps the higher counts
     assert progress_of(session, job_id) == (5, 1)
 
-    # and a retry on another worker that reports from zero again adds only what is new
+    # and a retry on another worker takes back the lapsed attempt's progress (its work is lost) and
+    # counts its own from zero: nothing is counted twice, nothing that is in no file stays counted
     expire_lease(session, part_id)
     retry = claim(session, part_id, "w2")
     assert retry is not None
+    session.commit()
+    assert progress_of(session, job_id) == (0, 0)
     assert jobs.heartbeat(session, retry, LEASE_SECONDS, 4, 1)
     session.commit()
-    assert progress_of(session, job_id) == (5, 1)
+    assert progress_of(session, job_id) == (4, 1)
     assert jobs.complete_part(session, retry, 8, 2, "out", "err") is not None
     session.commit()
     assert progress_of(session, job_id) == (8, 2)
