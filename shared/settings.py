@@ -90,6 +90,9 @@ class Settings:
     # Limits
     max_upload_bytes: int = 2 * GIB
     max_records_per_file: int = 10_000_000
+    # The most pixels (width x height) of one image a worker decodes: 4096x4096, 64 MiB as RGBA, held
+    # one image at a time while it is shrunk to the model's input size (worker.images)
+    image_max_pixels: int = 4096 * 4096
     # Per tenant: /v1 requests per minute and jobs not yet finished (0 = no limit)
     rate_limit_per_minute: int = 6000
     max_live_jobs_per_tenant: int = 100
@@ -152,6 +155,7 @@ class Settings:
             s3_region=env.get("INFERQ_S3_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             max_upload_bytes=_int(env, "INFERQ_MAX_UPLOAD_BYTES", 2 * GIB, 1),
             max_records_per_file=_int(env, "INFERQ_MAX_RECORDS_PER_FILE", 10_000_000, 1),
+            image_max_pixels=_int(env, "INFERQ_IMAGE_MAX_PIXELS", 4096 * 4096, 1),
             rate_limit_per_minute=_int(env, "INFERQ_RATE_LIMIT_PER_MINUTE", 6000, 0),
             max_live_jobs_per_tenant=_int(env, "INFERQ_MAX_LIVE_JOBS_PER_TENANT", 100, 0),
             auth_cache_seconds=_int(env, "INFERQ_AUTH_CACHE_SECONDS", 2, 0),

@@ -46,6 +46,13 @@ class Formatter(ABC):
     @abstractmethod
     def error_line(self, err: RecordError) -> bytes: ...
 
+    def failed_late(
+        self, records: list[Record], outputs: list[dict[str, Any]], tokens: list[int]
+    ) -> tuple[list[Record], list[dict[str, Any]], list[int], list[RecordError]]:
+        """Split off the records whose input failed only while its batch was built (an image whose
+        pixels would not decode): they become per-record errors. Most formats have none."""
+        return records, outputs, tokens, []
+
 
 class PredictFormatter(Formatter):
     def __init__(self, task: str) -> None:
@@ -169,7 +176,13 @@ def formatter_for(job: Job, model: registry.ResolvedModel, settings: Settings) -
         from shared.storage import get_storage
         from worker.task_formatter import TaskFormatter
 
-        return TaskFormatter(job.task, job.tenant_id, get_storage(settings), labelled=job.type == "evaluate")
+        return TaskFormatter(
+            job.task,
+            job.tenant_id,
+            get_storage(settings),
+            labelled=job.type == "evaluate",
+            max_pixels=settings.image_max_pixels,
+        )
     if job.type == batch_lines.JOB_TYPE:
         info = (job.params or {}).get("openai_batch") or {}
         return BatchFormatter(job.id, job.tenant_id, model, dict(info), settings)

@@ -13,7 +13,7 @@ from typing import Any
 from shared.records import JSONL, Record, RecordError, parse_part, read_header
 from shared.storage import Storage
 from shared.tasks import IMAGE_CLASSIFICATION
-from worker.images import ImageError, decode_base64_image, load_image_key
+from worker.images import DEFAULT_MAX_PIXELS, ImageError, ImageSource, base64_source, image_key_source
 
 LABEL = "label"
 HEADER_PROBE_BYTES = 1024 * 1024
@@ -41,8 +41,11 @@ def read_text(obj: dict[str, Any]) -> str:
     return value
 
 
-def image_reader(storage: Storage | None, tenant_id: str) -> Callable[[dict[str, Any]], Any]:
-    """Reads `image` (base64 PNG/JPEG) or else `image_key` (in the tenant's storage area)."""
+def image_reader(
+    storage: Storage | None, tenant_id: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Callable[[dict[str, Any]], Any]:
+    """Reads `image` (base64 PNG/JPEG) or else `image_key` (in the tenant's storage area) as an
+    `ImageSource`: checked from its header now, decoded when its batch is built (`worker.images`)."""
 
     def read(obj: dict[str, Any]) -> Any:
         try:
@@ -52,7 +55,7 @@ def image_reader(storage: Storage | None, tenant_id: str) -> Callable[[dict[str,
                     raise ValueProblem(
                         "invalid_type", f"field 'image' must be a base64 string, got {_type_name(value)}"
                     )
-                return decode_base64_image(value)
+                return base64_source(value, max_pixels)
             if obj.get("image_key") is not None:
                 key = obj["image_key"]
                 if not isinstance(key, str):
@@ -61,7 +64,7 @@ def image_reader(storage: Storage | None, tenant_id: str) -> Callable[[dict[str,
                     )
                 if storage is None:
                     raise ValueProblem("invalid_image_key", "image_key cannot be read here")
-                return load_image_key(storage, tenant_id, key)
+                return image_key_source(storage, tenant_id, key, max_pixels)
         except ImageError as e:
             raise ValueProblem(e.code, e.message) from e
         raise ValueProblem("missing_field", "the record has none of the fields 'image', 'image_key'")
@@ -69,8 +72,10 @@ def image_reader(storage: Storage | None, tenant_id: str) -> Callable[[dict[str,
     return read
 
 
-def value_reader(task: str, storage: Storage | None, tenant_id: str) -> Callable[[dict[str, Any]], Any]:
-    return image_reader(storage, tenant_id) if task == IMAGE_CLASSIFICATION else read_text
+def value_reader(
+    task: str, storage: Storage | None, tenant_id: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Callable[[dict[str, Any]], Any]:
+    return image_reader(storage, tenant_id, max_pixels) if task == IMAGE_CLASSIFICATION else read_text
 
 
 def read_label(obj: dict[str, Any]) -> str:
@@ -121,12 +126,37 @@ def apply_readers(
     return out, bad
 
 
-def read_labelled_file(storage: Storage, key: str, fmt: str, task: str, tenant_id: str) -> LabelledRecords:
-    """Every record of a labelled file, read whole (training files are small enough to hold)."""
+def _decoded(read_value: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """`read_value`, and an image it reads is decoded once (shrunk at once, its pixels dropped) so that a
+    training file's undecodable image is a bad record up front, not a failed training job."""
+
+    def read(obj: dict[str, Any]) -> Any:
+        value = read_value(obj)
+        if isinstance(value, ImageSource):
+            try:
+                value.decode((1, 1))
+            except ImageError as e:
+                raise ValueProblem(e.code, e.message) from e
+        return value
+
+    return read
+
+
+def read_labelled_file(
+    storage: Storage,
+    key: str,
+    fmt: str,
+    task: str,
+    tenant_id: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LabelledRecords:
+    """Every record of a labelled file, read whole (training files are small enough to hold; images stay
+    encoded until the trainer encodes them at the model's input size)."""
     header = None
     if fmt != JSONL:
         header = read_header(b"".join(storage.iter_bytes(key, 0, HEADER_PROBE_BYTES)))
     data = storage.read_bytes(key)
     records, errors = parse_part(data, fmt, first_line=1, first_record=0, fields=(), header=header)
-    good, bad = apply_readers(records, errors, value_reader(task, storage, tenant_id), labelled=True)
+    read_value = _decoded(value_reader(task, storage, tenant_id, max_pixels))
+    good, bad = apply_readers(records, errors, read_value, labelled=True)
     return LabelledRecords(good, bad)

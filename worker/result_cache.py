@@ -36,6 +36,7 @@ import orjson
 from PIL import Image
 
 from shared.registry import ResolvedModel
+from worker.images import ImageError, ImageSource
 
 KEY_VERSION = 1
 # Parameters that never change a record's output: they are left out of the key.
@@ -57,6 +58,11 @@ def input_digest(value: Any) -> str | None:
     """What the key says of one input value; None for a value the cache does not know (computed)."""
     if isinstance(value, str):
         return "text:" + normalize_text(value)
+    if isinstance(value, ImageSource):  # decoded here one at a time for its digest, then dropped
+        try:
+            value = value.decode()
+        except ImageError:
+            return None  # no key: predicted (and failed) like any uncached record
     if isinstance(value, Image.Image):
         h = hashlib.sha256(f"{value.mode}:{value.width}x{value.height}:".encode())
         h.update(value.tobytes())

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _cache: ModelCache | None = None
 HEADER_PROBE_BYTES = 1024 * 1024
+PART_FAILED = "part_failed"  # the error code of a given-up part's records when they cannot be re-read
 
 
 def worker_name() -> str:
@@ -241,6 +242,9 @@ def run_part(part_id: str, settings: Settings, *, fair: bool = False, redelivere
             )
         else:
             outputs, stats, tokens = _predict(ctx, records, progress, settings, storage)
+        records, outputs, tokens, late = ctx.formatter.failed_late(records, outputs, tokens)
+        if late:
+            errors = sorted(errors + late, key=lambda e: e.index)
         encode_started = time.perf_counter()
         lines = ctx.formatter.output_lines(records, outputs, tokens)
         del outputs
@@ -456,9 +460,13 @@ def _give_up(
     code: str,
     message: str,
 ) -> str:
-    """The part failed too often: every record becomes an error line, and the job goes on."""
+    """The part failed too often: every record becomes an error line, and the job goes on.
+
+    Its records are read again for their ids and lines; if they cannot be (what failed the part may be
+    what fails the read), each record of the part's range still gets a `part_failed` line."""
     try:
         records, errors = _read_records(ctx, storage)
+        all_errors = errors + [RecordError(r.index, r.line, r.id, code, message) for r in records]
     except Exception as e:
         log.error(
             "job %s part %d unreadable: %s",
@@ -467,8 +475,9 @@ def _give_up(
             e,
             extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
         )
-        records, errors = [], []
-    all_errors = errors + [RecordError(r.index, r.line, r.id, code, message) for r in records]
+        all_errors = _range_errors(ctx, message, f"{type(e).__name__}: {e}")
+    if not all_errors and ctx.records:  # never no line for a part that had records
+        all_errors = _range_errors(ctx, message, "no record read")
     _write_objects(storage, out_key, err_key, [], all_errors, ctx.formatter.error_line)
     with session_scope(settings) as session:
         fan_in = jobs.fail_part(session, ctx.lease, code, message, err_key, out_key)
@@ -485,6 +494,20 @@ def _give_up(
     if fan_in.finalize:
         queue.try_send(queue.TASK_FINALIZE, [ctx.job["id"]], settings=settings)
     return "failed"
+
+
+def _range_errors(ctx: PartContext, message: str, reread: str) -> list[RecordError]:
+    """One `part_failed` error per record of the part's range, by index, when its records cannot be
+    read again: the line is the part's first line plus the record's offset (exact for one record a
+    line; the message names the part's first line either way)."""
+    detail = (
+        f"{message}; the part (records {ctx.first_record + 1}-{ctx.first_record + ctx.records}, from line "
+        f"{ctx.first_line}) could not be read again ({reread})"
+    )
+    return [
+        RecordError(ctx.first_record + i, ctx.first_line + i, None, PART_FAILED, detail)
+        for i in range(ctx.records)
+    ]
 
 
 def part_ids_of(settings: Settings, job_id: str) -> list[str]:

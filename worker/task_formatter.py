@@ -1,7 +1,9 @@
 """Records read whole, for predict jobs on images and for evaluate jobs.
 
-- image-classification: `image` (base64 PNG/JPEG) or `image_key` (the tenant's storage area) is decoded
-  while the part is parsed, so an undecodable image is a per-record error like a bad JSON line.
+- image-classification: `image` (base64 PNG/JPEG) or `image_key` (the tenant's storage area) is checked
+  from its header while the part is parsed, so a bad image is a per-record error like a bad JSON line; its
+  pixels are decoded when its batch is built (`worker.images`), and an image that fails only then is a
+  per-record error too (`failed_late`).
 - evaluate: the record's `label` travels with it and comes out as `expected` next to the prediction; the
   finalizer scores the output file (`worker.evaluation`).
 """
@@ -13,12 +15,20 @@ from typing import Any
 from shared.records import Record, RecordError, dumps_line, error_line, parse_part
 from shared.storage import Storage
 from worker.formatters import Formatter, Inputs
+from worker.images import DEFAULT_MAX_PIXELS, ImageSource
 from worker.record_values import apply_readers, value_reader
 
 
 class TaskFormatter(Formatter):
-    def __init__(self, task: str, tenant_id: str, storage: Storage, labelled: bool) -> None:
-        self.read_value = value_reader(task, storage, tenant_id)
+    def __init__(
+        self,
+        task: str,
+        tenant_id: str,
+        storage: Storage,
+        labelled: bool,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.read_value = value_reader(task, storage, tenant_id, max_pixels)
         self.labelled = labelled
 
     def parse(
@@ -29,10 +39,28 @@ class TaskFormatter(Formatter):
         )
         return apply_readers(records, errors, self.read_value, self.labelled)
 
+    def _input(self, record: Record) -> Any:
+        return record.value[0] if self.labelled else record.value
+
     def inputs(self, records: list[Record]) -> Inputs:
-        if self.labelled:
-            return Inputs([r.value[0] for r in records], lambda n: n)
-        return Inputs([r.value for r in records], lambda n: n)
+        return Inputs([self._input(r) for r in records], lambda n: n)
+
+    def failed_late(
+        self, records: list[Record], outputs: list[dict[str, Any]], tokens: list[int]
+    ) -> tuple[list[Record], list[dict[str, Any]], list[int], list[RecordError]]:
+        kept: tuple[list[Record], list[dict[str, Any]], list[int]] = ([], [], [])
+        errors: list[RecordError] = []
+        for record, output, n in zip(records, outputs, tokens, strict=True):
+            value = self._input(record)
+            if isinstance(value, ImageSource) and value.error is not None:
+                errors.append(
+                    RecordError(record.index, record.line, record.id, value.error.code, value.error.message)
+                )
+                continue
+            kept[0].append(record)
+            kept[1].append(output)
+            kept[2].append(n)
+        return *kept, errors
 
     def output_lines(
         self, records: list[Record], outputs: list[dict[str, Any]], tokens: list[int]

@@ -32,6 +32,7 @@ from transformers import (
 )
 
 from worker import nets
+from worker.images import model_image, processor_fit
 from worker.nets.image_cnn import PRESETS, SmallCnnConfig, SmallCnnForImageClassification
 from worker.nets.ngram_bag import NgramBagConfig, NgramBagForSequenceClassification, learn_ngrams
 from worker.nets.tokenizer import learn_tokenizer
@@ -211,8 +212,13 @@ class ImageTrainable(Trainable):
             )
 
     def encode(self, values: list[Any]) -> torch.Tensor:
+        """Pixel tensors at the model's input size; images (`worker.images.ImageSource`) are decoded a
+        chunk at a time, each shrunk as it loads, so only the encoded tensors are held."""
+        fit = processor_fit(self.processor)
         chunks = [
-            self.processor(values[i : i + ENCODE_CHUNK], return_tensors="pt")["pixel_values"]
+            self.processor([model_image(v, fit) for v in values[i : i + ENCODE_CHUNK]], return_tensors="pt")[
+                "pixel_values"
+            ]
             for i in range(0, len(values), ENCODE_CHUNK)
         ]
         return torch.cat(chunks) if chunks else torch.empty(0)

@@ -136,8 +136,10 @@ class Data:
     note: str
 
 
-def prepare_data(ctx: TrainContext, storage: Storage) -> Data:
-    train = read_labelled_file(storage, ctx.training[0], ctx.training[1], ctx.task, ctx.tenant_id)
+def prepare_data(ctx: TrainContext, storage: Storage, settings: Settings) -> Data:
+    train = read_labelled_file(
+        storage, ctx.training[0], ctx.training[1], ctx.task, ctx.tenant_id, settings.image_max_pixels
+    )
     if not train.records:
         raise TrainingError(
             "no_valid_records",
@@ -155,7 +157,12 @@ def prepare_data(ctx: TrainContext, storage: Storage) -> Data:
     seed = int(ctx.hyperparameters["seed"])
     if ctx.validation is not None:
         val: LabelledRecords = read_labelled_file(
-            storage, ctx.validation[0], ctx.validation[1], ctx.task, ctx.tenant_id
+            storage,
+            ctx.validation[0],
+            ctx.validation[1],
+            ctx.task,
+            ctx.tenant_id,
+            settings.image_max_pixels,
         )
         known = [r for r in val.records if r.value[1] in index]
         if not known:
@@ -274,7 +281,7 @@ def train(
     """Run the epochs (resuming after the last checkpoint), register the model; the job's final metrics."""
     hp = ctx.hyperparameters
     seed, epochs, batch_size = int(hp["seed"]), int(hp["epochs"]), int(hp["batch_size"])
-    data = prepare_data(ctx, storage)
+    data = prepare_data(ctx, storage, settings)
     with progress.lock:
         progress.failed = len(data.errors)
     device = resolve_device()

@@ -3,7 +3,9 @@ softmax over its labels, the top_k of them.
 
 Any Hugging Face image-classification folder with safetensors weights (ResNet, ViT, …) loads through
 `AutoModelForImageClassification` + `AutoImageProcessor`; the project's own CNN (`worker.nets`) is
-registered with those Auto classes first. Inputs are decoded RGB images (`worker.images`).
+registered with those Auto classes first. Inputs are `worker.images.ImageSource`s (checked headers) or
+decoded RGB images; a source's pixels are decoded when its batch is collated, shrunk at once towards the
+processor's input size, so a part holds decoded pixels for one batch only.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 from shared.errors import InvalidRequest
 from shared.tasks import IMAGE_CLASSIFICATION
 from worker import explain, nets
+from worker.images import model_image, processor_fit
 from worker.predictors.base import Predictor, Prepared, int_param, to_device
 
 log = logging.getLogger(__name__)
-
-CHUNK = 256
 
 
 class ImageClassificationPredictor(Predictor):
@@ -47,17 +48,17 @@ class ImageClassificationPredictor(Predictor):
         if not id2label:
             raise InvalidRequest(f"{model_dir}/config.json has no id2label: not a classification model")
         self.labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+        self.fit = processor_fit(self.processor)
 
     def preprocess(self, values: list[Any], params: dict[str, Any]) -> Prepared:
-        pixels: list[torch.Tensor] = []
-        for i in range(0, len(values), CHUNK):
-            batch = self.processor(values[i : i + CHUNK], return_tensors="pt")["pixel_values"]
-            pixels.extend(batch)
-        return Prepared(lengths=[1] * len(values), features={"pixel_values": pixels})
+        """Nothing decoded yet: the images wait, encoded, for their batch (`collate`)."""
+        return Prepared(lengths=[1] * len(values), features={"images": list(values)})
 
     def collate(self, prepared: Prepared, indices: list[int]) -> dict[str, torch.Tensor]:
-        stacked = torch.stack([prepared.features["pixel_values"][i] for i in indices])
-        return to_device({"pixel_values": stacked}, self.device)
+        images = [model_image(prepared.features["images"][i], self.fit) for i in indices]
+        pixels = self.processor(images, return_tensors="pt")["pixel_values"]
+        del images
+        return to_device({"pixel_values": pixels}, self.device)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.softmax(self.model(**batch).logits.float(), dim=-1)
