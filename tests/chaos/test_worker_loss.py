@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Callable
@@ -10,8 +11,11 @@ import pytest
 
 from shared.states import TERMINAL
 from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, owner_pid, parent_of, wait_until
+from tests.chaos.conftest import Stack, Submitted, owner_pid, parent_of, wait_until
 from tests.chaos.faults import kill_mid_part
+from tests.helpers.hostile_images import b64, png_claiming, solid_png, truncated_png
+from tests.helpers.tenant_http import register_model
+from tests.helpers.tiny_models import make_tiny_image_classifier
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -42,6 +46,26 @@ def test_kill_9_of_a_pool_child_and_of_a_whole_worker_loses_nothing(
         assert part.attempts >= 2 and part.lease_owner != lost.lease_owner
 
 
+def kill_every_attempt(stack: Stack, job: Submitted, part_id: str, worker: str, attempts: int) -> list[int]:
+    """Kill the process holding the part during each of its counted attempts (as an out-of-memory
+    kill would) until the job ends; the pids killed."""
+    main = stack.main_pid(worker)
+    kills: list[int] = []
+
+    def kill_attempt_or_finished() -> bool:
+        part = stack.part(part_id)
+        if part.status == "running" and part.attempts <= attempts and part.lease_owner:
+            pid = owner_pid(part)
+            if pid not in kills and parent_of(pid) == main:
+                os.kill(pid, signal.SIGKILL)
+                kills.append(pid)
+        stack.procs.assert_alive()
+        return stack.job(job.job_id).status in TERMINAL_NAMES
+
+    wait_until(kill_attempt_or_finished, 180, "the job to end while its poison part keeps killing its worker")
+    return kills
+
+
 def test_a_part_that_kills_its_worker_every_time_fails_alone_as_worker_lost(
     make_stack: Callable[..., Stack], chaos_report: Callable[..., None]
 ) -> None:
@@ -50,25 +74,85 @@ def test_a_part_that_kills_its_worker_every_time_fails_alone_as_worker_lost(
     stack.start_worker("w1")
     job = stack.submit(200)
     poison = wait_until(lambda: stack.parts(job.job_id)[3:4], 60, "the plan")[0]
-    main = stack.main_pid("w1")
-    kills: list[int] = []
-
-    def kill_attempt_or_finished() -> bool:
-        """Kill the process holding part 3 during a counted attempt; True once the job has ended."""
-        part = stack.part(poison.id)
-        if part.status == "running" and part.attempts <= 2 and part.lease_owner:
-            pid = owner_pid(part)
-            if pid not in kills and parent_of(pid) == main:
-                os.kill(pid, signal.SIGKILL)
-                kills.append(pid)
-        stack.procs.assert_alive()
-        return stack.job(job.job_id).status in TERMINAL_NAMES
 
     # when: every attempt at part 3 kills the process running it (as an out-of-memory kill would)
-    wait_until(kill_attempt_or_finished, 180, "the job to end while part 3 keeps killing its worker")
+    kills = kill_every_attempt(stack, job, poison.id, "w1", attempts=2)
 
     # then: after 2 lost attempts the third claim gives up on the part: its records are errors
     final = stack.part(poison.id)
     assert len(kills) == 2 and final.status == "failed" and final.attempts == 3
     failed = job.ids[final.first_record : final.first_record + final.records]
     check_job(stack, job, chaos_report, faults=len(kills), failed_ids=failed, error_code="worker_lost")
+
+
+def submit_images(stack: Stack, records: int, hostile: dict[int, dict[str, str]]) -> Submitted:
+    """An image-classification job on a tiny ViT: `records` 1200x1200 PNGs (ids r00000…), the record
+    at each index of `hostile` replaced by those image fields."""
+    model = register_model(
+        stack.settings,
+        "chaos",
+        "tiny-vit",
+        make_tiny_image_classifier(stack.tmp_path / "vit", ["h", "v"]),
+        "image-classification",
+    )
+    image = b64(solid_png(1200, 1200))
+    ids = [f"r{i:05d}" for i in range(records)]
+    path = stack.tmp_path / "images.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": rid, **hostile.get(i, {"image": image})}) + "\n" for i, rid in enumerate(ids)
+        )
+    )
+    r = stack.http.post(
+        "/v1/files",
+        headers=stack.headers,
+        data={"purpose": "input", "file": (path.open("rb"), path.name)},
+        content_type="multipart/form-data",
+    )
+    assert r.status_code == 201, r.get_json()
+    body = {
+        "type": "predict",
+        "task": "image-classification",
+        "model": model,
+        "input_file": r.get_json()["id"],
+    }
+    r = stack.http.post("/v1/jobs", headers=stack.headers, json=body)
+    assert r.status_code == 202, r.get_json()
+    return Submitted(job_id=r.get_json()["id"], ids=ids, path=path)
+
+
+def test_a_poison_part_of_images_fails_alone_and_bad_images_stay_per_record_errors(
+    make_stack: Callable[..., Stack], chaos_report: Callable[..., None]
+) -> None:
+    # given: a worker that gives a part 2 attempts, and an image job of 4 parts (20 records each) whose
+    # part 1 holds a decompression bomb, a 7900x7900 PNG, keys no storage holds and a truncated PNG
+    stack = make_stack(INFERQ_MAX_PART_ATTEMPTS="2")
+    stack.start_worker("w1")
+    hostile = {
+        21: ({"image": b64(png_claiming(20000, 20000))}, "image_too_large"),
+        22: ({"image": b64(png_claiming(7900, 7900))}, "image_too_large"),
+        23: ({"image_key": "jobs"}, "image_not_found"),
+        24: ({"image_key": "a\0b.png"}, "invalid_image_key"),
+        25: ({"image_key": "k" * 5000}, "invalid_image_key"),
+        26: ({"image": b64(truncated_png())}, "invalid_image"),
+    }
+    job = submit_images(stack, 80, {i: fields for i, (fields, _) in hostile.items()})
+    poison = wait_until(lambda: stack.parts(job.job_id)[3:4], 60, "the plan")[0]
+
+    # when: every attempt at part 3 kills the process running it
+    kills = kill_every_attempt(stack, job, poison.id, "w1", attempts=2)
+
+    # then: part 3 fails alone as worker_lost, one line per record; part 1 is done, its bad images errors
+    final = stack.part(poison.id)
+    assert len(kills) == 2 and final.status == "failed" and final.attempts == 3
+    lost = job.ids[final.first_record : final.first_record + final.records]
+    bad = [job.ids[i] for i in hostile]
+    checked = check_job(
+        stack, job, chaos_report, faults=len(kills), failed_ids=[*bad, *lost], embeddings=False
+    )
+    codes = {str(e["id"]): e["error"]["code"] for e in checked.errors}  # type: ignore[index]
+    assert codes == {
+        **{job.ids[i]: code for i, (_, code) in hostile.items()},
+        **dict.fromkeys(lost, "worker_lost"),
+    }
+    assert stack.part(stack.parts(job.job_id)[1].id).status == "done"
