@@ -216,6 +216,6 @@ def model_image(value: Image.Image | ImageSource, fit: tuple[int, int] | None) -
     try:
         return value.decode(fit)
     except ImageError as e:
-        log.info("image failed to decode after its header passed: %s", e.message)
+        log.info("an image failed to decode after its header passed: %s", e.code)
         value.error = e
         return Image.new("RGB", fit or (1, 1))

@@ -43,7 +43,15 @@ class TaskFormatter(Formatter):
         return record.value[0] if self.labelled else record.value
 
     def inputs(self, records: list[Record]) -> Inputs:
-        return Inputs([self._input(r) for r in records], lambda n: n)
+        values = [self._input(r) for r in records]
+        sources = [v for v in values if isinstance(v, ImageSource)]
+
+        def records_done(n: int) -> int:
+            """Values done less the images that failed to decode (errors, not completed records): the
+            progress a heartbeat publishes never runs ahead of the part's final `completed`."""
+            return max(0, n - sum(1 for s in sources if s.error is not None))
+
+        return Inputs(values, records_done)
 
     def failed_late(
         self, records: list[Record], outputs: list[dict[str, Any]], tokens: list[int]

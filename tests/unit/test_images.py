@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from worker.images import (
     probe,
     tenant_image_key,
 )
+from worker.task_formatter import TaskFormatter
 
 TENANT = "ten_a"
 
@@ -102,3 +104,25 @@ def test_an_image_that_fails_only_at_decode_keeps_its_error_and_stands_in_blank(
     # then: a blank stand-in, and the error stays with the source for the record
     assert image.size == (16, 16)
     assert source.error is not None and source.error.code == "invalid_image"
+
+
+def test_a_record_whose_image_fails_at_decode_is_an_error_and_never_counted_completed(
+    tmp_path: Path,
+) -> None:
+    # given: a part of three images, the middle one truncated after a valid header
+    formatter = TaskFormatter("image-classification", TENANT, LocalStorage(tmp_path), labelled=False)
+    good = b64(solid_png(8, 8))
+    data = "".join(
+        json.dumps({"id": rid, "image": image}) + "\n"
+        for rid, image in (("a", good), ("cut", b64(truncated_png())), ("b", good))
+    ).encode()
+    records, errors = formatter.parse(data, "jsonl", first_line=1, first_record=0, header=None)
+    assert len(records) == 3 and errors == []
+    inputs = formatter.inputs(records)
+    # when: its batch is built
+    images = [model_image(v, (4, 4)) for v in inputs.values]
+    # then: progress counts two records done, and the third becomes its own error, not an output
+    assert len(images) == 3 and inputs.records_done(3) == 2
+    kept, outputs, tokens, late = formatter.failed_late(records, [{"n": 0}, {"n": 1}, {"n": 2}], [1, 1, 1])
+    assert [r.id for r in kept] == ["a", "b"] and outputs == [{"n": 0}, {"n": 2}] and tokens == [1, 1]
+    assert [(e.id, e.line, e.code) for e in late] == [("cut", 2, "invalid_image")]
