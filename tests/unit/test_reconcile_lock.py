@@ -38,7 +38,7 @@ with reconcile_lock(settings, "the other process") as taken:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def lock_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """A migrated database of each kind: SQLite in tmp_path, or the session's Postgres (rows deleted after)."""
+    """A migrated database: SQLite in tmp_path, or the session's Postgres (its rows deleted after)."""
     if request.param == "sqlite":
         settings: Settings = request.getfixturevalue("embedded_settings")
         yield settings
