@@ -24,7 +24,7 @@ from worker.reconciler import ReconcileReport, reconcile
 
 log = logging.getLogger(__name__)
 
-STOP_SECONDS = 10
+STOP_SECONDS = 5  # a run still going at exit dies with the process (a SQLite lock then expires)
 
 
 def min_gap_seconds(settings: Settings) -> float:
