@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from api.broker_metrics import BrokerCollector
+from api.reconciler_metrics import ReconcilerCollector
 from shared.db import session_scope
 from shared.models import Job, JobPart
 from shared.settings import Settings
@@ -94,6 +95,7 @@ class AppMetrics:
         )
         self.registry.register(JobsCollector(settings))
         self.registry.register(BrokerCollector(settings))
+        self.registry.register(ReconcilerCollector(settings))
 
     def install(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self

@@ -701,6 +701,18 @@ SCHEMAS: dict[str, Schema] = {
                     },
                 },
             },
+            "reconciler": {
+                "type": ["object", "null"],
+                "description": "when a worker last ran the reconciler; null when the database is down",
+                "properties": {
+                    "last_run_at": {"type": ["string", "null"], "format": "date-time"},
+                    "last_run_by": {"type": ["string", "null"]},
+                    "age_seconds": {"type": ["number", "null"]},
+                    "interval_seconds": {"type": "integer"},
+                    "overdue": {"type": "boolean", "description": "no run for 3 intervals (or ever)"},
+                    "warning": {"type": ["string", "null"]},
+                },
+            },
             "error": _ref("Error"),
         },
     },

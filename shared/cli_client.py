@@ -1,4 +1,5 @@
-"""Client commands of the CLI: submit, status, wait, download, cancel, retry, jobs, events.
+"""Client commands of the CLI: submit, status (of a job or the deployment), wait, download, cancel,
+retry, jobs, events.
 
 Each talks to a running server through `shared.client.Client`. The server and the key come from
 `--url` / `--api-key` or the INFERQ_URL / INFERQ_API_KEY environment variables, read when the
@@ -16,6 +17,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import orjson
 
+from shared.cli_status import deployment_lines
 from shared.client import Client, ClientError, Job
 from shared.progress import ProgressBar, short_status, summarize
 
@@ -167,12 +169,20 @@ def register_client_commands(group: click.Group) -> None:
         raise click.exceptions.Exit(exit_status(final))
 
     @group.command()
-    @click.argument("job_id", metavar="JOB")
+    @click.argument("job_id", metavar="[JOB]", required=False)
     @click.option("--short", is_flag=True, help="One line instead of the job's JSON.")
     @client_options
     @reports_errors
-    def status(job_id: str, short: bool, url: str, api_key: str | None, http_timeout: float) -> None:
-        """Show a job."""
+    def status(job_id: str | None, short: bool, url: str, api_key: str | None, http_timeout: float) -> None:
+        """Show a job; without JOB, the deployment: its database, broker and storage, and when a worker
+        last ran the reconciler (exit status 1 with a warning when none has for several intervals)."""
+        if job_id is None:
+            with Client(url, api_key or "", timeout=http_timeout) as anonymous:  # /readyz needs no key
+                lines, warnings = deployment_lines(anonymous.ready())
+            click.echo("\n".join(lines))
+            if warnings:
+                raise click.exceptions.Exit(EXIT_FAILED)
+            return
         with make_client(url, api_key, http_timeout) as client:
             job = client.get(job_id)
         click.echo(short_status(job) if short else dumps(job.to_dict()))

@@ -160,7 +160,11 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
 @click.option(
     "--concurrency", default=1, show_default=True, type=int, help="Processes per worker (with GPUs: per GPU)."
 )
-@click.option("--beat/--no-beat", default=False, help="Also run the periodic reconciler (run exactly one).")
+@click.option(
+    "--beat/--no-beat",
+    default=False,
+    help="Also run Celery beat: the retention sweep (run exactly one). Every worker reconciles without it.",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(gpus: str, queues: str, name: str | None, concurrency: int, beat: bool, loglevel: str) -> None:
     """Run workers: one process per GPU with CUDA_VISIBLE_DEVICES pinned, or CPU workers without GPUs."""

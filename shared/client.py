@@ -351,7 +351,8 @@ class Client:
         self.backoff = backoff
         self._http = httpx.Client(
             base_url=self.url,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
+            # Without a key (""): only the endpoints that need none (/healthz, /readyz) answer.
+            headers={"User-Agent": USER_AGENT, **({"Authorization": f"Bearer {api_key}"} if api_key else {})},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,12 +60,24 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return engine
 
 
-def dispose_engines() -> None:
-    """Drop pooled connections (after fork, and in tests between databases)."""
+def dispose_engines(*, close: bool = True) -> None:
+    """Drop pooled connections (after fork, and in tests between databases).
+
+    `close=False` in a forked child: forget the parent's connections without closing them, which would
+    end the parent's sessions under it (SQLAlchemy's advice for pools shared across fork)."""
     with _lock:
         for factory in _factories.values():
-            factory.kw["bind"].dispose()
+            factory.kw["bind"].dispose(close=close)
         _factories.clear()
+
+
+def _reset_lock_in_child() -> None:
+    """A fork while another thread held the lock (a worker's reconciler thread) must not leave it held."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 @contextmanager
@@ -97,3 +110,13 @@ def open_read_session(settings: Settings | None = None) -> Session:
         session.close()
         raise
     return session
+
+
+@contextmanager
+def read_scope(settings: Settings | None = None) -> Iterator[Session]:
+    """`open_read_session` for the length of a `with` block."""
+    session = open_read_session(settings)
+    try:
+        yield session
+    finally:
+        session.close()

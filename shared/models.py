@@ -254,3 +254,15 @@ class ResultCache(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     result: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReconcilerState(Base):
+    """One row (id 1): when a process last finished a reconciler run (worker.reconcile_timer), and on
+    SQLite the run's lock (holder and expiry, taken by compare-and-set; Postgres uses an advisory lock)."""
+
+    __tablename__ = "reconciler_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_run_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    holder: Mapped[str | None] = mapped_column(String(200), default=None)
+    held_until: Mapped[datetime | None] = mapped_column(default=None)

@@ -75,6 +75,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         "worker_hijack_root_logger": False,
         "worker_max_tasks_per_child": 200,
+        # Optional: every worker runs the reconciler on its own timer (worker/reconcile_timer.py); beat's
+        # reconcile is one more caller of it, and beat is needed only for the retention sweep.
         "beat_schedule": {
             "reconcile": {
                 "task": TASK_RECONCILE,

@@ -113,6 +113,8 @@ class Settings:
     # A run_part message runs the fairest waiting part (tenants in turn, priority within one), not
     # necessarily the one it names (shared.jobs.claim_fair_part); off: exactly the part it names.
     fair_share: bool = True
+    # Every worker runs the reconciler this often, one at a time (INFERQ_RECONCILE_INTERVAL_SECONDS;
+    # INFERQ_RECONCILE_INTERVAL is the older name): a dead worker's part runs again within lease + this.
     reconcile_interval_seconds: int = 30
     default_completion_window_seconds: int = 24 * 3600
     # Where workers cache model folders fetched from storage
@@ -169,7 +171,9 @@ class Settings:
             resend_after_seconds=_int(env, "INFERQ_RESEND_AFTER_SECONDS", 600, 1),
             max_part_attempts=_int(env, "INFERQ_MAX_PART_ATTEMPTS", 3, 1),
             fair_share=(env.get("INFERQ_FAIR_SHARE") or "").lower() not in ("0", "false", "no", "off"),
-            reconcile_interval_seconds=_int(env, "INFERQ_RECONCILE_INTERVAL", 30, 1),
+            reconcile_interval_seconds=_int(
+                env, "INFERQ_RECONCILE_INTERVAL_SECONDS", _int(env, "INFERQ_RECONCILE_INTERVAL", 30, 1), 1
+            ),
             default_completion_window_seconds=_int(env, "INFERQ_COMPLETION_WINDOW", 24 * 3600, 60),
             model_cache_dir=Path(env.get("INFERQ_MODEL_CACHE_DIR") or data_dir / "models").resolve(),
             model_cache_size=_int(env, "INFERQ_MODEL_CACHE_SIZE", 4, 1),

@@ -1,4 +1,8 @@
-"""One Celery worker process: prefork, concurrency 1, prefetch 1, JSON only, models cached in the child."""
+"""One Celery worker process: prefork, concurrency 1, prefetch 1, JSON only, models cached in the child.
+
+Its main process also runs the reconciler on a timer (worker/reconcile_timer.py), one run at a time
+across the deployment, so recovery needs no beat process.
+"""
 
 from __future__ import annotations
 
@@ -32,23 +36,12 @@ def build_worker_app(settings: Settings) -> Celery:
 @signals.worker_process_init.connect
 def _child_init(**_: Any) -> None:
     """In each pool child: fresh DB connections (never share a forked pool) and the torch thread count."""
-    dispose_engines()
+    dispose_engines(close=False)  # the parent's connections stay the parent's (its reconciler uses them)
     settings = get_settings()
     if settings.torch_threads:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-
-
-@signals.worker_ready.connect
-def _reconcile_on_start(**_: Any) -> None:
-    """A worker that starts re-sends what SQL says is owed (e.g. after a broker restart)."""
-    from worker.reconciler import reconcile
-
-    try:
-        reconcile(get_settings())
-    except Exception as e:
-        log.warning("start-up reconcile failed: %s", e)
 
 
 @signals.worker_process_shutdown.connect
@@ -95,10 +88,13 @@ def run_worker(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.conf.beat_schedule_filename = str(settings.data_dir / "beat-schedule")
     name = name or f"inferq-{os.getpid()}@%h"
-    stop_telemetry = start_telemetry(settings, name.replace("%h", socket.gethostname()), queues)
+    full_name = name.replace("%h", socket.gethostname())
+    stop_telemetry = start_telemetry(settings, full_name, queues)
+    stop_reconciler = start_reconciler(settings, full_name)
     try:
         app.worker_main(worker_argv(queues, name, concurrency, beat, pool, loglevel))
     finally:
+        stop_reconciler()
         stop_telemetry()
 
 
@@ -122,3 +118,14 @@ def start_telemetry(settings: Settings, name: str, queues: tuple[str, ...]) -> C
             endpoint.close()
 
     return stop
+
+
+def start_reconciler(settings: Settings, name: str) -> Callable[[], None]:
+    """In the main process, before the pool forks: the reconciler timer (worker/reconcile_timer.py),
+    whose first turn, right away, re-sends what SQL says is owed (e.g. after a broker restart).
+    Returns the stopper."""
+    from worker.reconcile_timer import ReconcileTimer
+
+    timer = ReconcileTimer(settings, f"{name}:{os.getpid()}")
+    timer.start()
+    return timer.stop

@@ -1,7 +1,9 @@
 """Reconcile: re-send every message SQL says is owed, and expire jobs past their window.
 
-Runs on Celery beat and once at worker start. The broker may lose messages (Redis flushed or
-restarted); the rows never do. Duplicates are harmless: every task re-checks its row.
+Every worker's main process runs it on a timer, one run at a time across the deployment
+(worker/reconcile_timer.py); beat, when there is one, is just another caller. The broker may lose
+messages (Redis flushed or restarted) or hold them for a dead worker until its visibility timeout; the
+rows never do. Duplicates are harmless: every task re-checks its row.
 """
 
 from __future__ import annotations

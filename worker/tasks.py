@@ -86,9 +86,13 @@ def deliver_webhook(delivery_id: str) -> str:
 
 @shared_task(name=TASK_RECONCILE, ignore_result=True)
 def reconcile() -> int:
-    from worker.reconciler import reconcile as run
+    """Beat's reconcile: one more caller of the workers' timed run (worker.reconcile_timer), so a turn
+    that another process holds, or ran moments ago, is skipped."""
+    from worker.reconcile_timer import run_if_due
+    from worker.runner import worker_name
 
-    return run(get_settings()).total()
+    report = run_if_due(get_settings(), f"beat {worker_name()}")
+    return 0 if report is None else report.total()
 
 
 @shared_task(name=TASK_RETENTION, ignore_result=True)

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from api.context import current_settings
 from api.metrics import current_metrics
 from api.openapi import docs_html, openapi_document
+from shared import reconciler_state
 from shared.db import get_engine
 from shared.queue import ping_broker
 from shared.storage import get_storage
@@ -49,11 +50,14 @@ def readyz() -> tuple[dict[str, Any], int]:
         "storage": _check(lambda: get_storage(settings).ping()),
     }
     failed = [name for name, check in checks.items() if not check["ok"]]
+    # Informational (never a reason to be unready): when a worker last ran the reconciler.
+    reconciler = reconciler_state.describe(settings) if checks["database"]["ok"] else None
     if not failed:
-        return {"status": "ready", "checks": checks}, 200
+        return {"status": "ready", "checks": checks, "reconciler": reconciler}, 200
     return {
         "status": "unavailable",
         "checks": checks,
+        "reconciler": reconciler,
         "error": {
             "code": "not_ready",
             "message": f"unreachable: {', '.join(failed)}",

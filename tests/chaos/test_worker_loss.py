@@ -1,17 +1,22 @@
-"""Workers that die: `kill -9` of a pool child, of a whole worker, and of every attempt at one part."""
+"""Workers that die: `kill -9` of a pool child, of a whole worker, and of every attempt at one part; and
+of a whole worker in a deployment without beat, where the other worker's reconciler timer recovers."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import time
 from collections.abc import Callable
 
 import pytest
 
+from shared.db import read_scope
+from shared.models import utcnow
+from shared.reconciler_state import read_last_run
 from shared.states import TERMINAL
 from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, Submitted, owner_pid, parent_of, wait_until
+from tests.chaos.conftest import FAST_ENV, Stack, Submitted, owner_pid, parent_of, wait_until
 from tests.chaos.faults import kill_mid_part
 from tests.helpers.hostile_images import b64, png_claiming, solid_png, truncated_png
 from tests.helpers.tenant_http import register_model
@@ -20,6 +25,9 @@ from tests.helpers.tiny_models import make_tiny_image_classifier
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 TERMINAL_NAMES = {s.value for s in TERMINAL}
+# A dead worker's part runs again within its lease + one reconcile interval; this much more is allowed
+# for the re-sent message to reach the free worker and for a slow, shared test machine.
+RECOVERY_SLACK_SECONDS = 10
 
 
 def test_kill_9_of_a_pool_child_and_of_a_whole_worker_loses_nothing(
@@ -156,3 +164,50 @@ def test_a_poison_part_of_images_fails_alone_and_bad_images_stay_per_record_erro
         **dict.fromkeys(lost, "worker_lost"),
     }
     assert stack.part(stack.parts(job.job_id)[1].id).status == "done"
+
+
+def test_without_beat_a_killed_workers_part_runs_again_within_lease_and_one_reconcile_interval(
+    make_stack: Callable[..., Stack], chaos_report: Callable[..., None]
+) -> None:
+    # given: two workers and no beat anywhere; the broker would hand back a dead worker's message only
+    # after an hour (its visibility timeout); leases of 6 s, a reconciler turn every 2 s (FAST_ENV)
+    stack = make_stack(INFERQ_VISIBILITY_TIMEOUT="3600")
+    lease, interval = (
+        int(FAST_ENV["INFERQ_LEASE_SECONDS"]),
+        int(FAST_ENV["INFERQ_RECONCILE_INTERVAL_SECONDS"]),
+    )
+    budget = lease + interval + RECOVERY_SLACK_SECONDS
+    # and: w2 has its model loaded (a one-part job), so that it is free when the lost part comes back
+    stack.start_worker("w2", beat=False)
+    warm_up = stack.submit(20)
+    stack.wait_job(warm_up.job_id)
+    stack.start_worker("w1", beat=False)
+    job = stack.submit(120)  # 6 parts, one message each: nothing but a re-send can run a lost part
+
+    # when: w1 (main process and pool child) is killed with SIGKILL in the middle of a part
+    lost = kill_mid_part(stack, job.job_id, "w1", group=True)
+    killed, killed_at = time.monotonic(), utcnow()
+    assert stack.procs.wait_exit("w1") == -signal.SIGKILL
+
+    # then: w2's reconciler re-sent the part, and w2 runs it again within lease + one interval + slack
+    try:
+        again = wait_until(
+            lambda: (p := stack.part(lost.id)).lease_token > lost.lease_token and p,
+            budget,
+            f"part {lost.index} to be claimed again",
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{stack.describe(job.job_id)}") from e
+    recovered = time.monotonic() - killed
+    assert again.lease_owner != lost.lease_owner
+    assert again.sent_at is not None and again.sent_at > killed_at
+    resent = (again.sent_at - killed_at).total_seconds()
+    print(f"\nlost part re-sent {resent:.1f} s and claimed again {recovered:.1f} s after the kill")
+    # and: the job finished with every record once
+    stack.wait_job(job.job_id, timeout=budget)
+    check_job(stack, job, chaos_report, faults=1)
+    # and: the reconciler runs on record since the kill are w2's (w1 is dead, and there is no beat)
+    with read_scope(stack.settings) as session:
+        last = read_last_run(session)
+    assert last.by is not None and last.by.startswith("w2@chaos") and last.at is not None
+    assert last.at > killed_at

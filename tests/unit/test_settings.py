@@ -197,3 +197,22 @@ def test_per_tenant_limits_have_generous_defaults_and_zero_turns_them_off(tmp_pa
     assert (off.rate_limit_per_minute, off.max_live_jobs_per_tenant) == (0, 0)
     with pytest.raises(SettingsError, match="INFERQ_RATE_LIMIT_PER_MINUTE"):
         Settings.from_env({"INFERQ_DATA_DIR": str(tmp_path), "INFERQ_RATE_LIMIT_PER_MINUTE": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, 30),
+        ({"INFERQ_RECONCILE_INTERVAL_SECONDS": "7"}, 7),
+        ({"INFERQ_RECONCILE_INTERVAL": "9"}, 9),  # the older name is still read
+        ({"INFERQ_RECONCILE_INTERVAL_SECONDS": "7", "INFERQ_RECONCILE_INTERVAL": "9"}, 7),
+    ],
+)
+def test_the_reconcile_interval_comes_from_its_variable_or_the_older_name(
+    env: dict[str, str], expected: int, tmp_path: Path
+) -> None:
+    # when the settings are read
+    settings = Settings.from_env({"INFERQ_DATA_DIR": str(tmp_path), **env})
+
+    # then the new name wins over the older one
+    assert settings.reconcile_interval_seconds == expected
