@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.pagination import BIGINT_MAX
+from api.text_ints import int_from_text
 from shared.errors import InvalidRequest
 from shared.models import JobPart
 from shared.states import PartStatus
@@ -24,6 +26,8 @@ from shared.storage import ObjectNotFound, Storage
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10000
+MAX_PART = 2**31 - 1  # part indexes are a database integer
+FORGED = "cursor is not one this server gave"
 FINISHED = frozenset({PartStatus.DONE.value, PartStatus.FAILED.value})
 
 
@@ -39,18 +43,25 @@ class Position:
 
     @classmethod
     def decode(cls, cursor: str) -> Position:
+        """The position a cursor from `encode` holds; 400 `invalid_cursor` for anything else."""
         if not cursor:
             return cls(0, 0, 0)
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-            part, line, byte = (int(x) for x in raw.split("."))
-        except (ValueError, UnicodeDecodeError, binascii.Error) as e:
-            raise InvalidRequest(
-                "cursor is not one this server gave", field="cursor", code="invalid_cursor"
-            ) from e
-        if min(part, line, byte) < 0:
-            raise InvalidRequest("cursor is not one this server gave", field="cursor", code="invalid_cursor")
+        except (ValueError, binascii.Error) as e:
+            raise _forged() from e
+        fields = raw.split(".")
+        if len(fields) != 3:
+            raise _forged()
+        part, line, byte = (
+            int_from_text(text, "cursor", 0, high, code="invalid_cursor", message=FORGED)
+            for text, high in zip(fields, (MAX_PART, BIGINT_MAX, BIGINT_MAX), strict=True)
+        )
         return cls(part, line, byte)
+
+
+def _forged() -> InvalidRequest:
+    return InvalidRequest(FORGED, field="cursor", code="invalid_cursor")
 
 
 @dataclass(frozen=True)
@@ -58,22 +69,6 @@ class Page:
     lines: list[bytes]
     next: Position
     exhausted: bool  # every finished part was read to its end and no part is still to finish
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError as e:
-        raise InvalidRequest(
-            f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit", code="invalid_value"
-        ) from e
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(
-            f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit", code="invalid_value"
-        )
-    return limit
 
 
 def _lines_from(storage: Storage, key: str, start: int) -> Iterator[tuple[bytes, int]]:
