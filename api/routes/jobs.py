@@ -100,6 +100,7 @@ def submit_job() -> tuple[dict[str, Any], int]:
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
         model = model_refs.resolve(session, tenant, spec.model, spec.task)
+        model_refs.check_params(model.model, spec.params)
         f = input_file_for(session, spec)
         job = insert_job(
             session,
@@ -145,6 +146,7 @@ def _dry_run(spec: PredictSpec) -> dict[str, Any]:
     tenant = tenant_id()
     with db() as session:
         model = model_refs.resolve_now(session, tenant, spec.model, spec.task)
+        model_refs.check_params(model, spec.params)
         f = input_file_for(session, spec)
         measured = dry_run.measured_tokens_per_second(session, tenant, model.ref)
         file_key, file_format, size, total = f.storage_key, f.format, f.bytes, f.records or 0
