@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 from werkzeug.test import TestResponse
 
 from api.request_json import MAX_DEPTH
+from shared.settings import Settings
 from tests.conftest import ApiClient
+from tests.helpers.tenant_http import Http
 from tests.integration.test_api_errors import error_of
+from tests.integration.test_partial_results import planned_job
+from worker.runner import run_part
 
 pytestmark = pytest.mark.integration
 
@@ -217,3 +222,20 @@ def test_a_recursion_or_unicode_error_anywhere_is_a_400(api: ApiClient, exc: Exc
 
     # then it is a 400 invalid_request, not a 500
     assert_400(r, "invalid_request")
+
+
+def test_a_forged_cursor_past_the_end_of_a_finished_part_is_400(
+    http: Http, worker_settings: Settings, tmp_path: Path
+) -> None:
+    client, headers = http
+    # given a job whose first part has finished (its output object exists)
+    job_id, parts, _ = planned_job(client, headers, worker_settings, tmp_path, records=5)
+    assert run_part(parts[0], worker_settings) == "done"
+
+    # when its results are asked for from a byte far past the end of that part's output
+    cursor = base64.urlsafe_b64encode(f"0.1.{10**12}".encode()).decode().rstrip("=")
+    r = client.get(f"/v1/jobs/{job_id}/results?cursor={cursor}", headers=headers)
+
+    # then it is a 400 invalid_cursor, not a storage error
+    assert r.status_code == 400, r.get_json()
+    assert r.get_json()["error"]["code"] == "invalid_cursor"
