@@ -7,6 +7,11 @@ tokenizer (only the tokenizer is loaded). The compute estimate divides the token
 (truncated to its max length) by a throughput: the one measured in this tenant's earlier parts on the
 same model (tokens over forward seconds) when there are any, else `DEFAULT_TOKENS_PER_SECOND` (a CPU
 worker on one small encoder; image tasks use `DEFAULT_IMAGES_PER_SECOND`).
+
+Estimated by bytes where tokenizing is not possible or too costly: a text longer than `TOKENIZE_CHARS` has
+its head tokenized and the count scaled to its length, and a file whose sample holds no whole record (one
+record larger than `SAMPLE_BYTES`) is taken as its record count of records of equal size, at the tokens
+per byte of its head. A non-empty text never counts 0 tokens.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ TOKENIZER_FILES = frozenset(
     }
 )
 MEASURED_PARTS = 50
+# A longer text is estimated from its head of this many characters (tokenizing megabytes takes seconds).
+TOKENIZE_CHARS = 64 * 1024
+MIN_SECONDS = 0.001  # what an estimate of some tokens rounds up to, never 0
 
 
 def bucket_of(tokens: int) -> str:
@@ -112,12 +120,43 @@ def measured_tokens_per_second(session: Session, tenant_id: str, model_ref: str)
     return tokens / seconds if tokens and seconds > 0 else None
 
 
-def _read(storage: Storage, key: str, size: int) -> tuple[bytes, bool]:
-    """The file's bytes, or its first SAMPLE_BYTES up to the last line end; and whether it was sampled."""
+def _read(storage: Storage, key: str, size: int) -> tuple[bytes, bytes, bool]:
+    """The file's bytes, or its first SAMPLE_BYTES up to the last line end; the head read (the same
+    bytes when the file was read whole); and whether it was sampled."""
     if size <= MAX_WHOLE_BYTES:
-        return b"".join(storage.iter_bytes(key)), False
+        data = b"".join(storage.iter_bytes(key))
+        return data, data, False
     head = b"".join(storage.iter_bytes(key, 0, SAMPLE_BYTES))
-    return head[: head.rfind(b"\n") + 1], True
+    return head[: head.rfind(b"\n") + 1], head, True
+
+
+def token_counts(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[int]:
+    """Tokens of each text with the model's special tokens; a text over TOKENIZE_CHARS is estimated from
+    its head (scaled by its length), and a non-empty text counts at least 1."""
+    if not texts:
+        return []
+    heads = [t[:TOKENIZE_CHARS] for t in texts]
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    counts: list[int] = []
+    for text, head, ids in zip(
+        texts, heads, tokenizer(heads, add_special_tokens=True, truncation=False)["input_ids"], strict=True
+    ):
+        n = len(ids)
+        if len(head) < len(text):
+            n = special + round((n - special) * len(text) / len(head))
+        counts.append(max(n, 1) if text else n)
+    return counts
+
+
+def _by_bytes(tokenizer: PreTrainedTokenizerBase, head: bytes, file_bytes: int, records: int) -> list[int]:
+    """Token counts of a file's `records` records when none fits the sample: records of equal size, at the
+    tokens per byte of the head."""
+    if records <= 0:
+        return []
+    sample = head[:TOKENIZE_CHARS].decode("utf-8", "ignore")  # a character cut in two is dropped
+    per_byte = len(tokenizer(sample, add_special_tokens=False)["input_ids"]) / max(len(sample.encode()), 1)
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    return [max(1, special + round(per_byte * file_bytes / records))] * records
 
 
 def dry_run(
@@ -133,7 +172,7 @@ def dry_run(
     max_length: int | None = None,
 ) -> dict[str, Any]:
     """The dry-run answer of docs/API.md (plus the throughput it assumed and the tokens it counted)."""
-    data, sampled = _read(storage, file_key, file_bytes)
+    data, head, sampled = _read(storage, file_key, file_bytes)
     header: list[str] | None = None
     first_line = 1
     if file_format == recs.CSV:
@@ -144,6 +183,7 @@ def dry_run(
         data, file_format, first_line=first_line, first_record=0, fields=input_fields(task), header=header
     )
     seen = len(good) + len(bad)
+    sample_bytes = len(data)
     scale = file_records / seen if sampled and seen else 1.0
     max_length = max_length or int(model.config.get("max_length") or DEFAULT_MAX_LENGTH)
     histogram = empty_histogram()
@@ -154,10 +194,13 @@ def dry_run(
         seconds = len(good) / DEFAULT_IMAGES_PER_SECOND
     else:
         tokenizer = _load_tokenizer(str(_tokenizer_dir(model, storage, settings.model_cache_dir)))
-        texts = [str(r.value) for r in good]
-        for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"] if texts else []:
-            histogram[bucket_of(len(ids))] += 1
-            model_tokens += min(len(ids), max_length)
+        if sampled and not seen:  # not one whole record in the sample: estimate every record by bytes
+            counts, sample_bytes = _by_bytes(tokenizer, head, file_bytes, file_records), len(head)
+        else:
+            counts = token_counts(tokenizer, [str(r.value) for r in good])
+        for n in counts:
+            histogram[bucket_of(n)] += 1
+            model_tokens += min(n, max_length)
         rate = measured or DEFAULT_TOKENS_PER_SECOND
         throughput = {"tokens_per_second": round(rate, 1), "source": "measured" if measured else "default"}
         seconds = model_tokens / rate
@@ -173,8 +216,8 @@ def dry_run(
         ],
         "token_histogram": {k: round(v * scale) for k, v in histogram.items()},
         "tokens": round(model_tokens * scale),
-        "estimated_seconds": round(seconds * scale, 3),
+        "estimated_seconds": max(round(seconds * scale, 3), MIN_SECONDS) if seconds else 0.0,
         "throughput": throughput,
         "sampled": sampled,
-        "sampled_bytes": len(data) if sampled else None,
+        "sampled_bytes": sample_bytes if sampled else None,
     }

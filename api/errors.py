@@ -1,7 +1,8 @@
 """The one error shape, `{"error": {"code", "message", "field"}}`, and the handlers that produce it.
 
 Every failure a request can meet ends here: our own `InferqError`s, werkzeug's HTTP errors, a
-database, storage or broker that is down (503), and anything unexpected (500, logged, no traceback).
+database, storage or broker that is down (503), a RecursionError or UnicodeError that only hostile request
+data can cause (400), and anything unexpected (500, logged, no traceback).
 """
 
 from __future__ import annotations
@@ -92,6 +93,17 @@ def handle_broker_error(e: BrokerError) -> Response:
     return error_response(503, "broker_unavailable", "the message broker is unavailable; retry shortly")
 
 
+def handle_hostile_input(e: RecursionError | UnicodeError) -> Response:
+    """The last resort for data no parser stopped: only a request's own data makes these (a structure
+    deeper than the stack, a string that is not valid Unicode), so they are the client's 400, not a 500."""
+    log.warning("request refused by a %s: %s", type(e).__name__, str(e)[:200])
+    return error_response(
+        400,
+        "invalid_request",
+        "the request has data this server cannot read (too deeply nested or not Unicode)",
+    )
+
+
 def handle_unexpected(e: Exception) -> Response:
     log.exception("unhandled error: %s", type(e).__name__)
     return error_response(500, "internal_error", "internal error; it has been logged")
@@ -104,4 +116,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(PoolTimeoutError, handle_database_error)
     app.register_error_handler(StorageError, handle_storage_error)
     app.register_error_handler(BrokerError, handle_broker_error)
+    app.register_error_handler(RecursionError, handle_hostile_input)
+    app.register_error_handler(UnicodeError, handle_hostile_input)
     app.register_error_handler(Exception, handle_unexpected)

@@ -36,6 +36,7 @@ from shared.db import session_scope
 from shared.errors import InvalidRequest, NotFound, Unprocessable
 from shared.ids import new_id
 from shared.jobs import PartSpec
+from shared.model_limits import check_max_length
 from shared.models import File, Job, JobPart
 from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION, input_fields
 
@@ -123,6 +124,7 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
         family, base = _base(session, spec)
+        check_max_length(spec.hyperparameters.get("max_length"), base, "hyperparameters.max_length")
         hyperparameters = resolve_hyperparameters(family, spec.hyperparameters)
         training = labelled_file(session, spec.training_file, spec.task, "training_file")
         validation = (
@@ -195,6 +197,7 @@ def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
         model = model_refs.resolve(session, tenant, spec.model, spec.task)
+        model_refs.check_params(model.model, spec.params)
         f = labelled_file(session, spec.input_file, spec.task, "input_file")
         job = insert_job(
             session,

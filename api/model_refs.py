@@ -8,6 +8,7 @@ resolves to its `result_model` at once; one that has not ended yet makes the new
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from api.context import plausible_id
 from api.job_rows import lock_model_version
 from shared import jobs, registry, training_waits
 from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.model_limits import check_max_length
 from shared.models import Job
 from shared.states import JobStatus
 
@@ -119,6 +121,12 @@ def resolve_now(session: Session, tenant_id: str, ref: str, task: str) -> regist
     model = resolve(session, tenant_id, ref, task, can_wait=False).model
     assert model is not None  # can_wait=False never answers a wait
     return model
+
+
+def check_params(model: registry.ResolvedModel | None, params: dict[str, Any]) -> None:
+    """What a predict or evaluate job's params ask of its model (None while it is being trained): a
+    `max_length` the model can take."""
+    check_max_length(params.get("max_length"), model, "params.max_length")
 
 
 def start_waiting(session: Session, job: Job, choice: ModelChoice) -> Job:

@@ -270,7 +270,11 @@ SCHEMAS: dict[str, Schema] = {
         "description": "omitted parameters follow the model's own settings",
         "properties": {
             "batch_tokens": _int_param(*INT_PARAMS["batch_tokens"], "token budget of one batch"),
-            "max_length": _int_param(*INT_PARAMS["max_length"], "tokens per record; longer is truncated"),
+            "max_length": _int_param(
+                *INT_PARAMS["max_length"],
+                "tokens per record; longer is truncated. At least the model's special tokens + 1 and at most "
+                "its positions (3..512 for minilm-l6); outside that a 400 names the model's bounds",
+            ),
             "normalize": {"type": "boolean", "description": "unit-length embeddings"},
             "top_k": _int_param(*INT_PARAMS["top_k"], "labels kept in `scores` (classification)"),
             "output_format": {

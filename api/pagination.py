@@ -15,11 +15,13 @@ from flask import request
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from api.text_ints import int_from_text
 from shared.errors import InvalidRequest
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 CURSOR_RE = re.compile(r"^[0-9A-Za-z_-]{1,100}$")
+BIGINT_MAX = 2**63 - 1  # the largest integer id the database stores
 
 T = TypeVar("T")
 
@@ -37,19 +39,23 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
+def parse_limit(raw: str | None, default: int, maximum: int) -> int:
+    """A list's `?limit=`: `default` when absent or empty, else 1 to `maximum`, or a 400 on `limit`."""
+    if raw is None or raw == "":
+        return default
+    return int_from_text(raw, "limit", 1, maximum, message=f"limit must be an integer from 1 to {maximum}")
+
+
+def int_cursor(raw: str) -> int:
+    """The cursor of a list ordered by an integer id (`cursor_value=int_cursor`)."""
+    return int_from_text(
+        raw, "cursor", 0, BIGINT_MAX, code="invalid_cursor", message="cursor is not one this API gave out"
+    )
+
+
 def page_request() -> PageRequest:
     """`limit` and `cursor` from the query string, or a 400 naming the bad one."""
-    raw_limit = request.args.get("limit")
-    limit = DEFAULT_LIMIT
-    if raw_limit is not None:
-        try:
-            limit = int(raw_limit)
-        except ValueError as e:
-            raise InvalidRequest(
-                f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit", code="invalid_value"
-            ) from e
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidRequest(f"limit must be from 1 to {MAX_LIMIT}", field="limit", code="invalid_value")
+    limit = parse_limit(request.args.get("limit"), DEFAULT_LIMIT, MAX_LIMIT)
     cursor = request.args.get("cursor") or None
     if cursor is not None and not CURSOR_RE.match(cursor):
         raise InvalidRequest("cursor is not one this API gave out", field="cursor", code="invalid_cursor")

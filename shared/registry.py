@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from shared import keys
 from shared.errors import InvalidRequest, NotFound
 from shared.ids import new_id
+from shared.model_limits import read_limits
 from shared.models import Model, ModelVersion, utcnow
 from shared.storage import Storage
 from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
@@ -178,6 +179,7 @@ def register_folder(
             f"model name {name!r} is not allowed (lowercase letters, digits, . _ -)", field="model_name"
         )
     config = check_folder(path)
+    limits = read_limits(path)
     labels: list[str] | None = None
     if task in (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION):
         id2label = config.get("id2label") or {}
@@ -208,7 +210,7 @@ def register_folder(
         storage_prefix=prefix,
         labels=labels,
         metrics=metrics,
-        config={"max_length": int(config.get("max_position_embeddings", 512))},
+        config={"max_length": limits.max_positions, **limits.as_config()},
         weights_sha256=_sha256_file(path / "model.safetensors"),
         base_model=base_model,
         hyperparameters=hyperparameters,

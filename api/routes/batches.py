@@ -22,8 +22,8 @@ from api.idempotency import Idempotency, create_once, header_key, request_hash
 from api.job_rows import insert_job, lock_model_version
 from api.job_specs import SERVER_FIELDS, parse_metadata
 from api.limits import check_live_jobs
-from api.pagination import MAX_LIMIT, PageRequest, paginate
-from api.routes.jobs import json_body
+from api.pagination import MAX_LIMIT, PageRequest, paginate, parse_limit
+from api.request_json import json_body
 from api.serializers import batch_object
 from shared import batch_lines, jobs, queue, registry
 from shared.errors import Conflict, InferqError, InvalidRequest, NotFound, Unprocessable
@@ -224,23 +224,10 @@ def create_batch() -> tuple[dict[str, Any], int]:
     return resource, 200
 
 
-def _limit() -> int:
-    raw = request.args.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError as e:
-        raise _invalid(f"limit must be an integer from 1 to {MAX_LIMIT}", "limit", "invalid_value") from e
-    if not 1 <= limit <= MAX_LIMIT:
-        raise _invalid(f"limit must be from 1 to {MAX_LIMIT}", "limit", "invalid_value")
-    return limit
-
-
 @bp.get("")
 def list_batches() -> dict[str, Any]:
     """Newest first; `?after=<batch id>` (OpenAI's cursor; `?cursor=` too) continues after that batch."""
-    limit = _limit()
+    limit = parse_limit(request.args.get("limit"), DEFAULT_LIMIT, MAX_LIMIT)
     after = request.args.get("after") or request.args.get("cursor") or None
     if after is not None and not plausible_id(after, "batch"):
         raise _invalid("after must be the id of a batch from a previous page", "after", "invalid_cursor")

@@ -13,7 +13,7 @@ from flask import Blueprint
 from api import embedder
 from api.auth import require_auth
 from api.context import current_settings, current_storage, db, tenant_id
-from api.routes.jobs import json_body
+from api.request_json import json_body
 from shared import registry
 from shared.errors import InferqError
 from shared.openai_embeddings import RequestError, check_dimensions, parse_request, response_body

@@ -14,14 +14,15 @@ from werkzeug.wrappers import Response as BaseResponse
 from api.auth import require_auth
 from api.context import current_settings, current_storage, db, plausible_id, tenant_id
 from api.idempotency import Idempotency, create_once, header_key, request_hash
-from api.job_specs import parse_retention_days
 from api.pagination import list_body, page_request, paginate
 from api.serializers import file_object
+from api.text_ints import int_from_text
 from api.uploads import FormPart, MultipartReader, PartStream, clean_filename
 from shared import keys, records, retention
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.ids import new_id
 from shared.models import File, utcnow
+from shared.settings import MAX_RETENTION_DAYS
 from shared.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,7 @@ def form_retention_days(value: str | None) -> int | None:
     """The optional `retention_days` form field: whole days (0 = kept until deleted) up to 36500."""
     if value is None or value.strip() == "":
         return None
-    text = value.strip()
-    if not text.isascii() or not text.isdigit():
-        raise InvalidRequest(
-            f"retention_days must be a whole number of days, got {value[:40]!r}",
-            field="retention_days",
-            code="invalid_type",
-        )
-    return parse_retention_days(int(text))
+    return int_from_text(value, "retention_days", 0, MAX_RETENTION_DAYS, type_code="invalid_type")
 
 
 def _read_form_field(form: MultipartReader, part: FormPart, fields: dict[str, str]) -> None:

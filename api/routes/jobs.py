@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,12 +18,13 @@ from api.job_rows import create_job_once, insert_job
 from api.job_specs import PredictSpec, check_job_type, parse_predict
 from api.labelled_jobs import submit_evaluate, submit_train
 from api.limits import check_live_jobs
-from api.pagination import list_body, page_request, paginate
+from api.pagination import int_cursor, list_body, page_request, paginate, parse_limit
+from api.request_json import json_body
 from api.routes.files import CONTENT_TYPES, content_response
 from api.serializers import event_object, job_object
 from api.webhook_targets import check_webhook_url
 from shared import jobs, keys, queue, retention, throughput
-from shared.errors import Conflict, InvalidRequest, NotFound, TooLarge, Unprocessable
+from shared.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from shared.ids import new_id
 from shared.models import File, Job, JobEvent
 from shared.states import TERMINAL, JobStatus
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 bp = require_auth(Blueprint("jobs", __name__, url_prefix="/v1/jobs"))
 
-MAX_BODY_BYTES = 1024 * 1024
 FILTER_TYPES = ("predict", "train", "evaluate", "batch")
 LIVE_RATES = frozenset({JobStatus.RUNNING.value, JobStatus.FINALIZING.value, JobStatus.CANCELLING.value})
 # Built once: a poll runs it, and building the statement costs more than running its cached form.
@@ -49,24 +48,6 @@ def get_job(session: Session, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"job {job_id!r} does not exist", field="job_id", code="job_not_found")
     return job
-
-
-def json_body() -> Any:
-    """The request body parsed as JSON (any content type), or 400 `invalid_json`."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise TooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes", code="request_too_large")
-    buffer = bytearray()
-    while chunk := request.stream.read(64 * 1024):
-        buffer.extend(chunk)
-        if len(buffer) > MAX_BODY_BYTES:
-            raise TooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes", code="request_too_large")
-    raw = bytes(buffer)
-    if not raw.strip():
-        raise InvalidRequest("the body must be a JSON object", code="invalid_json")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidRequest(f"the body is not valid JSON: {e}", code="invalid_json") from e
 
 
 def input_file_for(session: Session, spec: PredictSpec) -> File:
@@ -121,6 +102,7 @@ def submit_job() -> tuple[dict[str, Any], int]:
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
         model = model_refs.resolve(session, tenant, spec.model, spec.task)
+        model_refs.check_params(model.model, spec.params)
         f = input_file_for(session, spec)
         job = insert_job(
             session,
@@ -166,6 +148,7 @@ def _dry_run(spec: PredictSpec) -> dict[str, Any]:
     tenant = tenant_id()
     with db() as session:
         model = model_refs.resolve_now(session, tenant, spec.model, spec.task)
+        model_refs.check_params(model, spec.params)
         f = input_file_for(session, spec)
         measured = dry_run.measured_tokens_per_second(session, tenant, model.ref)
         file_key, file_format, size, total = f.storage_key, f.format, f.bytes, f.records or 0
@@ -245,7 +228,7 @@ def job_events(job_id: str) -> dict[str, Any]:
             JobEvent.id,
             page,
             newest_first=False,
-            cursor_value=int,
+            cursor_value=int_cursor,
         )
         return list_body([event_object(e) for e in result.items], result.has_more, result.next_cursor)
 
@@ -340,7 +323,7 @@ def _results_page(job_id: str) -> Response:
     """The lines finished so far from the cursor on; `X-Next-Cursor` unless the job is over and
     everything was served. The job's state is read before its parts, so a terminal job's parts are final."""
     at = partial_results.Position.decode(request.args.get("cursor", ""))
-    limit = partial_results.parse_limit(request.args.get("limit"))
+    limit = parse_limit(request.args.get("limit"), partial_results.DEFAULT_LIMIT, partial_results.MAX_LIMIT)
     with db() as session:
         job = get_job(session, job_id)
         terminal = JobStatus(job.status) in TERMINAL

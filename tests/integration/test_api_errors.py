@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from werkzeug.test import TestResponse
 
-from api.routes.jobs import MAX_BODY_BYTES
+from api.request_json import MAX_BODY_BYTES
 from shared.settings import Settings
 from tests.conftest import ApiClient, free_port
 

@@ -122,3 +122,40 @@ def test_a_large_file_is_sampled_and_scaled(api: ApiClient, monkeypatch: pytest.
     assert body["bad_records"] == 12
     assert abs(sum(body["token_histogram"].values()) - 120) <= 6
     nothing_created(api)
+
+
+def test_a_record_larger_than_the_sample_is_estimated_by_bytes(api: ApiClient) -> None:
+    headers = api.headers_for("acme")
+    # given: a file whose one record is 50 MB of text, far larger than the sample read of a large file
+    record = b'{"id": "big", "text": "' + b"word " * (10 * 1024 * 1024) + b'"}\n'
+    file_id = api.upload(headers, record, filename="big.jsonl").get_json()["id"]
+
+    # when
+    r = api.client.post("/v1/jobs?dry_run=true", headers=headers, json=predict(file_id))
+
+    # then: one record of far more than 256 tokens, of which the model reads its max_length (256), and a
+    # time for them; never 0 tokens
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["records"] == 1 and body["sampled"] is True and body["sampled_bytes"] > 0
+    assert body["token_histogram"]["257+"] == 1 and sum(body["token_histogram"].values()) == 1
+    assert body["tokens"] == 256
+    assert body["estimated_seconds"] == pytest.approx(256 / dry_run.DEFAULT_TOKENS_PER_SECOND, abs=1e-3)
+    nothing_created(api)
+
+
+def test_a_long_text_is_estimated_from_its_head_and_a_non_empty_one_never_counts_0() -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(builtin_path("minilm-l6")))
+    # given: a text 20 times longer than what is tokenized of it, a short one, and a blank one
+    long_text = "word " * (dry_run.TOKENIZE_CHARS * 4)
+    exact = len(tokenizer(long_text)["input_ids"])
+
+    # when they are counted
+    counts = dry_run.token_counts(tokenizer, [long_text, "hello world", " "])
+
+    # then: the long one within 1% of its real count, the short one exactly, the blank one at least 1
+    assert abs(counts[0] - exact) <= exact // 100
+    assert counts[1] == len(tokenizer("hello world")["input_ids"])
+    assert counts[2] >= 1

@@ -17,11 +17,9 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from shared.errors import InvalidRequest
+from shared.model_limits import TokenLimits, position_limit
 
 log = logging.getLogger(__name__)
-
-# Tokenizers report a huge sentinel when they have no limit of their own.
-_NO_LIMIT = 1_000_000
 
 
 @dataclass
@@ -125,18 +123,19 @@ class TextPredictor(Predictor):
         return model
 
     def _position_limit(self, model_config: Any) -> int:
-        limit = int(getattr(model_config, "max_position_embeddings", 0) or 0) or _NO_LIMIT
-        tokenizer_limit = int(getattr(self.tokenizer, "model_max_length", 0) or 0)
-        if 0 < tokenizer_limit < _NO_LIMIT:
-            limit = min(limit, tokenizer_limit)
-        return limit if limit < _NO_LIMIT else 512
+        return position_limit(
+            getattr(model_config, "max_position_embeddings", None),
+            getattr(self.tokenizer, "model_max_length", None),
+        )
 
     def max_length(self, params: dict[str, Any]) -> int:
-        """The `max_length` param, else the model's own setting; never above what the model can take."""
+        """The `max_length` param, else the model's own setting; clamped to what the model can take (the API
+        refuses a value outside it, but a job submitted before it did must not crash its part)."""
         asked = int_param(params, "max_length")
         if asked is None:
             asked = int(self.config.get("max_length") or self.default_max_length)
-        return min(asked, self.model_max_positions)
+        limits = TokenLimits(self.tokenizer.num_special_tokens_to_add(pair=False), self.model_max_positions)
+        return limits.clamp(asked)
 
     def preprocess(self, values: list[Any], params: dict[str, Any]) -> Prepared:
         if not values:
