@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[worker,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,8 +45,8 @@ chaos: $(STAMP)
 	$(BIN)/python -m pytest tests/chaos -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check api shared worker tests migrations examples benchmarks
-	$(BIN)/ruff format --check api shared worker tests migrations examples benchmarks
+	$(BIN)/ruff check inferq api shared worker tests migrations examples benchmarks
+	$(BIN)/ruff format --check inferq api shared worker tests migrations examples benchmarks
 	$(BIN)/mypy
 
 clean:

@@ -7,12 +7,12 @@ import logging
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api import auth, limits
-from api.context import SETTINGS_KEY, close_read_db
-from api.errors import register_error_handlers
-from api.metrics import AppMetrics
-from api.routes import batches, embeddings, files, jobs, models, ops, ui, webhooks
-from shared.settings import MIB, Settings, get_settings
+from inferq.api import auth, limits
+from inferq.api.context import SETTINGS_KEY, close_read_db
+from inferq.api.errors import register_error_handlers
+from inferq.api.metrics import AppMetrics
+from inferq.api.routes import batches, embeddings, files, jobs, models, ops, ui, webhooks
+from inferq.shared.settings import MIB, Settings, get_settings
 
 log = logging.getLogger(__name__)
 

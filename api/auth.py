@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 from flask import Blueprint, Flask, current_app, g, request
 
-from api.context import read_db
-from api.limits import check_rate_limit
-from shared.errors import InferqError
-from shared.settings import Settings
-from shared.tenants import hash_key, tenant_for_key_hash
+from inferq.api.context import read_db
+from inferq.api.limits import check_rate_limit
+from inferq.shared.errors import InferqError
+from inferq.shared.settings import Settings
+from inferq.shared.tenants import hash_key, tenant_for_key_hash
 
 EXTENSION = "inferq_key_cache"
 # More distinct live keys than this in one window and the cache starts over (it bounds memory only).

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shared import worker_presence
-from shared.queue import ALL_QUEUES, BrokerError
-from shared.queue_depth import queue_depths
-from shared.settings import Settings
+from inferq.shared import worker_presence
+from inferq.shared.queue import ALL_QUEUES, BrokerError
+from inferq.shared.queue_depth import queue_depths
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

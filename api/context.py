@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from shared.db import open_read_session, session_scope
-from shared.settings import Settings
-from shared.storage import Storage, get_storage
+from inferq.shared.db import open_read_session, session_scope
+from inferq.shared.settings import Settings
+from inferq.shared.storage import Storage, get_storage
 
 SETTINGS_KEY = "INFERQ_SETTINGS"
 ID_RE = re.compile(r"^[a-z]{1,20}_[0-9a-z]{1,64}$")

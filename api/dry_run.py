@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import records as recs
-from shared.models import Job, JobPart
-from shared.registry import ResolvedModel, builtin_path
-from shared.settings import Settings
-from shared.states import PartStatus
-from shared.storage import Storage
-from shared.tasks import IMAGE_CLASSIFICATION, input_fields
+from inferq.shared import records as recs
+from inferq.shared.models import Job, JobPart
+from inferq.shared.registry import ResolvedModel, builtin_path
+from inferq.shared.settings import Settings
+from inferq.shared.states import PartStatus
+from inferq.shared.storage import Storage
+from inferq.shared.tasks import IMAGE_CLASSIFICATION, input_fields
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

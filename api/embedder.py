@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import orjson
 
-from shared.errors import InvalidRequest
-from shared.registry import ResolvedModel
-from shared.settings import Settings
-from shared.storage import Storage
-from shared.tasks import EMBEDDING
-from worker.model_cache import ModelCache
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.registry import ResolvedModel
+from inferq.shared.settings import Settings
+from inferq.shared.storage import Storage
+from inferq.shared.tasks import EMBEDDING
+from inferq.worker.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _check_lengths(tokenizer: object, texts: list[str]) -> None:
 
 
 def embed(settings: Settings, storage: Storage, model: ResolvedModel, texts: list[str]) -> Embeddings:
-    from worker.inference import batching_for, run_predictions
+    from inferq.worker.inference import batching_for, run_predictions
 
     with _lock:
         predictor = _model_cache(settings).get(model, EMBEDDING, storage, settings.model_cache_dir, DEVICE)

@@ -14,9 +14,9 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import InferqError
-from shared.queue import BrokerError
-from shared.storage import ObjectNotFound, StorageError
+from inferq.shared.errors import InferqError
+from inferq.shared.queue import BrokerError
+from inferq.shared.storage import ObjectNotFound, StorageError
 
 log = logging.getLogger(__name__)
 

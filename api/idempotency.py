@@ -21,9 +21,9 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.context import db
-from shared.errors import Conflict, InvalidRequest
-from shared.models import IdempotencyKey, utcnow
+from inferq.api.context import db
+from inferq.shared.errors import Conflict, InvalidRequest
+from inferq.shared.models import IdempotencyKey, utcnow
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.context import current_settings
-from api.idempotency import Idempotency, create_once, request_hash
-from api.serializers import job_object
-from shared import jobs, registry, retention
-from shared.errors import NotFound
-from shared.models import Job, ModelVersion, utcnow
+from inferq.api.context import current_settings
+from inferq.api.idempotency import Idempotency, create_once, request_hash
+from inferq.api.serializers import job_object
+from inferq.shared import jobs, registry, retention
+from inferq.shared.errors import NotFound
+from inferq.shared.models import Job, ModelVersion, utcnow
 
 SUBMIT_ENDPOINT = "POST /v1/jobs"
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from shared.errors import InvalidRequest
-from shared.settings import MAX_RETENTION_DAYS
-from shared.tasks import IMAGE_CLASSIFICATION, PREDICT_TASKS, TEXT_CLASSIFICATION
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.settings import MAX_RETENTION_DAYS
+from inferq.shared.tasks import IMAGE_CLASSIFICATION, PREDICT_TASKS, TEXT_CLASSIFICATION
 
 JOB_TYPES = ("predict", "train", "evaluate")
 AVAILABLE_JOB_TYPES = ("predict", "train", "evaluate")

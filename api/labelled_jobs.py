@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import model_refs
-from api.context import current_settings, plausible_id, tenant_id
-from api.job_rows import create_job_once, insert_job, lock_model_version
-from api.limits import check_live_jobs
-from api.serializers import job_object
-from api.train_specs import (
+from inferq.api import model_refs
+from inferq.api.context import current_settings, plausible_id, tenant_id
+from inferq.api.job_rows import create_job_once, insert_job, lock_model_version
+from inferq.api.limits import check_live_jobs
+from inferq.api.serializers import job_object
+from inferq.api.train_specs import (
     CNN,
     CNN_ARCHITECTURES,
     FINETUNE_IMAGE,
@@ -30,15 +30,15 @@ from api.train_specs import (
     parse_train,
     resolve_hyperparameters,
 )
-from api.webhook_targets import check_webhook_url
-from shared import jobs, queue, registry
-from shared.db import session_scope
-from shared.errors import InvalidRequest, NotFound, Unprocessable
-from shared.ids import new_id
-from shared.jobs import PartSpec
-from shared.model_limits import check_max_length
-from shared.models import File, Job, JobPart
-from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION, input_fields
+from inferq.api.webhook_targets import check_webhook_url
+from inferq.shared import jobs, queue, registry
+from inferq.shared.db import session_scope
+from inferq.shared.errors import InvalidRequest, NotFound, Unprocessable
+from inferq.shared.ids import new_id
+from inferq.shared.jobs import PartSpec
+from inferq.shared.model_limits import check_max_length
+from inferq.shared.models import File, Job, JobPart
+from inferq.shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION, input_fields
 
 log = logging.getLogger(__name__)
 

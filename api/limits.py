@@ -27,11 +27,11 @@ from flask import Flask, current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.context import tenant_id
-from shared.errors import InferqError
-from shared.models import Job, Tenant
-from shared.settings import Settings
-from shared.states import LIVE
+from inferq.api.context import tenant_id
+from inferq.shared.errors import InferqError
+from inferq.shared.models import Job, Tenant
+from inferq.shared.settings import Settings
+from inferq.shared.states import LIVE
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from api.routes.files import CONTENT_TYPES, StoredBytes
-from shared import keys
-from shared.errors import Conflict, InvalidRequest
-from shared.models import File, Job, JobPart
-from shared.retry_merge import (
+from inferq.api.routes.files import CONTENT_TYPES, StoredBytes
+from inferq.shared import keys
+from inferq.shared.errors import Conflict, InvalidRequest
+from inferq.shared.models import File, Job, JobPart
+from inferq.shared.retry_merge import (
     Fill,
     PartRange,
     combine,
@@ -36,8 +36,8 @@ from shared.retry_merge import (
     parse_slot,
     split_lines,
 )
-from shared.states import TERMINAL, JobStatus, PartStatus
-from shared.storage import Storage
+from inferq.shared.states import TERMINAL, JobStatus, PartStatus
+from inferq.shared.storage import Storage
 
 CHUNK_BYTES = 256 * 1024
 

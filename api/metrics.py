@@ -18,12 +18,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from api.broker_metrics import BrokerCollector
-from api.reconciler_metrics import ReconcilerCollector
-from shared.db import session_scope
-from shared.models import Job, JobPart
-from shared.settings import Settings
-from shared.states import JobStatus, PartStatus
+from inferq.api.broker_metrics import BrokerCollector
+from inferq.api.reconciler_metrics import ReconcilerCollector
+from inferq.shared.db import session_scope
+from inferq.shared.models import Job, JobPart
+from inferq.shared.settings import Settings
+from inferq.shared.states import JobStatus, PartStatus
 
 log = logging.getLogger(__name__)
 

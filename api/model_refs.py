@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.context import plausible_id
-from api.job_rows import lock_model_version
-from shared import jobs, registry, training_waits
-from shared.errors import Conflict, InvalidRequest, NotFound
-from shared.model_limits import check_max_length
-from shared.models import Job
-from shared.states import JobStatus
+from inferq.api.context import plausible_id
+from inferq.api.job_rows import lock_model_version
+from inferq.shared import jobs, registry, training_waits
+from inferq.shared.errors import Conflict, InvalidRequest, NotFound
+from inferq.shared.model_limits import check_max_length
+from inferq.shared.models import Job
+from inferq.shared.states import JobStatus
 
 # A training job in these states will never make a model (cancelling ends cancelled or expired).
 NO_MODEL = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED, JobStatus.CANCELLING})

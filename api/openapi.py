@@ -11,14 +11,14 @@ import html
 import json
 from typing import Any
 
-from api.job_specs import INT_PARAMS, MAX_METADATA_KEYS, OUTPUT_FORMATS, PRECISIONS, PRIORITY_RANGE
-from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from api.serializers import BATCH_STATUS
-from shared.batch_lines import COMPLETION_WINDOWS, ENDPOINTS
-from shared.openai_embeddings import ENCODING_FORMATS
-from shared.settings import MAX_RETENTION_DAYS
-from shared.states import JobStatus
-from shared.tasks import PREDICT_TASKS
+from inferq.api.job_specs import INT_PARAMS, MAX_METADATA_KEYS, OUTPUT_FORMATS, PRECISIONS, PRIORITY_RANGE
+from inferq.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from inferq.api.serializers import BATCH_STATUS
+from inferq.shared.batch_lines import COMPLETION_WINDOWS, ENDPOINTS
+from inferq.shared.openai_embeddings import ENCODING_FORMATS
+from inferq.shared.settings import MAX_RETENTION_DAYS
+from inferq.shared.states import JobStatus
+from inferq.shared.tasks import PREDICT_TASKS
 
 Schema = dict[str, Any]
 

@@ -15,8 +15,8 @@ from flask import request
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from api.text_ints import int_from_text
-from shared.errors import InvalidRequest
+from inferq.api.text_ints import int_from_text
+from inferq.shared.errors import InvalidRequest
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.pagination import BIGINT_MAX
-from api.text_ints import int_from_text
-from shared.errors import InvalidRequest
-from shared.models import JobPart
-from shared.states import PartStatus
-from shared.storage import ObjectNotFound, Storage, StorageError
+from inferq.api.pagination import BIGINT_MAX
+from inferq.api.text_ints import int_from_text
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.models import JobPart
+from inferq.shared.states import PartStatus
+from inferq.shared.storage import ObjectNotFound, Storage, StorageError
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10000

@@ -10,10 +10,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.db import read_scope
-from shared.models import utcnow
-from shared.reconciler_state import STALE_INTERVALS, read_last_run
-from shared.settings import Settings
+from inferq.shared.db import read_scope
+from inferq.shared.models import utcnow
+from inferq.shared.reconciler_state import STALE_INTERVALS, read_last_run
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import request
 
-from shared.errors import InvalidRequest, TooLarge
+from inferq.shared.errors import InvalidRequest, TooLarge
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_DEPTH = 32

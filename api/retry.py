@@ -18,16 +18,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.context import current_settings, tenant_id
-from api.job_rows import create_job_once, insert_job
-from api.job_specs import check_fields, parse_completion_window
-from api.limits import check_live_jobs
-from api.serializers import job_object
-from shared import jobs, queue
-from shared.errors import Conflict, InvalidRequest
-from shared.ids import new_id
-from shared.models import File, Job, JobPart, ModelVersion
-from shared.states import TERMINAL, JobStatus, PartStatus
+from inferq.api.context import current_settings, tenant_id
+from inferq.api.job_rows import create_job_once, insert_job
+from inferq.api.job_specs import check_fields, parse_completion_window
+from inferq.api.limits import check_live_jobs
+from inferq.api.serializers import job_object
+from inferq.shared import jobs, queue
+from inferq.shared.errors import Conflict, InvalidRequest
+from inferq.shared.ids import new_id
+from inferq.shared.models import File, Job, JobPart, ModelVersion
+from inferq.shared.states import TERMINAL, JobStatus, PartStatus
 
 log = logging.getLogger(__name__)
 

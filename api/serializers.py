@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from shared.batch_lines import batch_id
-from shared.job_objects import job_object as job_object  # the core lives in shared: workers send it too
-from shared.job_objects import timestamp
-from shared.models import File, Job, JobEvent, ModelVersion
-from shared.registry import ResolvedModel
-from shared.states import JobStatus
+from inferq.shared.batch_lines import batch_id
+from inferq.shared.job_objects import (
+    job_object as job_object,  # the core lives in shared: workers send it too
+)
+from inferq.shared.job_objects import timestamp
+from inferq.shared.models import File, Job, JobEvent, ModelVersion
+from inferq.shared.registry import ResolvedModel
+from inferq.shared.states import JobStatus
 
 
 def file_object(f: File) -> dict[str, Any]:

@@ -8,7 +8,7 @@ thousands of digits is refused before `int()` spends time on it or meets Python'
 
 from __future__ import annotations
 
-from shared.errors import InvalidRequest
+from inferq.shared.errors import InvalidRequest
 
 
 def int_from_text(

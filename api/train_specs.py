@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.job_specs import (
+from inferq.api.job_specs import (
     MAX_REF_LENGTH,
     PRIORITY_RANGE,
     PredictSpec,
@@ -37,7 +37,7 @@ from api.job_specs import (
     parse_retention_days,
     parse_webhook_url,
 )
-from shared.tasks import IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
+from inferq.shared.tasks import IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
 
 TRAIN_TASKS = (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)
 EVALUATE_TASKS = (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)

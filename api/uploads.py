@@ -27,7 +27,7 @@ from werkzeug.sansio.multipart import (
     Preamble,
 )
 
-from shared.errors import InvalidRequest, TooLarge, UnsupportedMediaType
+from inferq.shared.errors import InvalidRequest, TooLarge, UnsupportedMediaType
 
 READ_CHUNK = 64 * 1024
 MAX_FIELD_BYTES = 64 * 1024

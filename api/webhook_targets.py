@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from shared import egress, webhooks
-from shared.errors import InvalidRequest
-from shared.settings import Settings
+from inferq.shared import egress, webhooks
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from shared.registry import builtin_path
-    from worker.inference import run_predictions
-    from worker.predictors import load_predictor
+    from inferq.shared.registry import builtin_path
+    from inferq.worker.inference import run_predictions
+    from inferq.worker.predictors import load_predictor
 
     texts = common.texts(args.records)
     predictor = load_predictor("embedding", builtin_path("minilm-l6"), torch.device("cpu"), common.MINILM)

@@ -91,7 +91,7 @@ def machine() -> str:
 
 
 def _cpu_bf16() -> bool:
-    from worker.inference import cpu_has_bf16
+    from inferq.worker.inference import cpu_has_bf16
 
     return cpu_has_bf16()
 

@@ -41,7 +41,7 @@ LOOPS = {
 def _hf_model() -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    from shared.registry import builtin_path
+    from inferq.shared.registry import builtin_path
 
     folder = str(builtin_path("minilm-l6"))
     return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
@@ -71,7 +71,7 @@ def _hf_loop(texts: list[str], batch: int) -> float:
 def _st_loop(texts: list[str]) -> float:
     from sentence_transformers import SentenceTransformer
 
-    from shared.registry import builtin_path
+    from inferq.shared.registry import builtin_path
 
     model = SentenceTransformer(str(builtin_path("minilm-l6")), device="cpu")
     started = time.perf_counter()
@@ -82,9 +82,9 @@ def _st_loop(texts: list[str]) -> float:
 def _inferq_loop(texts: list[str], precision: str, batch_tokens: int, max_batch_size: int) -> float:
     import torch
 
-    from shared.registry import builtin_path
-    from worker.inference import run_predictions
-    from worker.predictors import load_predictor
+    from inferq.shared.registry import builtin_path
+    from inferq.worker.inference import run_predictions
+    from inferq.worker.predictors import load_predictor
 
     predictor = load_predictor("embedding", builtin_path("minilm-l6"), torch.device("cpu"), common.MINILM)
     started = time.perf_counter()
@@ -135,7 +135,7 @@ def measure(
 def token_count(records: int) -> int:
     from transformers import AutoTokenizer
 
-    from shared.registry import builtin_path
+    from inferq.shared.registry import builtin_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(builtin_path("minilm-l6")))
     ids = tokenizer(common.texts(records), truncation=True, max_length=256)["input_ids"]
@@ -174,8 +174,8 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from shared.settings import Settings
-    from worker.inference import batching_for
+    from inferq.shared.settings import Settings
+    from inferq.worker.inference import batching_for
 
     defaults = Settings.from_env({})
     batch_tokens, max_batch_size = batching_for(

@@ -34,7 +34,7 @@ import common
 import direct_loops
 from stack import Stack
 
-from shared.client import Client
+from inferq.client import Client
 
 BREAKDOWN = (
     "read_seconds",
@@ -70,8 +70,8 @@ def run_job(client: Client, file_id: str, params: dict[str, Any], poll: float = 
 
 
 def check_output(client: Client, job_id: str, texts: list[str], work: Path) -> tuple[bool, float]:
-    from worker.inference import run_predictions
-    from worker.predictors import load_predictor
+    from inferq.worker.inference import run_predictions
+    from inferq.worker.predictors import load_predictor
 
     out = client.download(job_id, work / "output.jsonl")
     ids: list[str] = []
@@ -85,7 +85,7 @@ def check_output(client: Client, job_id: str, texts: list[str], work: Path) -> t
     in_order = ids == [f"r{i:07d}" for i in range(len(texts))]
     import torch
 
-    from shared.registry import builtin_path
+    from inferq.shared.registry import builtin_path
 
     predictor = load_predictor("embedding", builtin_path("minilm-l6"), torch.device("cpu"), common.MINILM)
     ref = run_predictions(predictor, texts[:200], {"precision": "fp32"}, batch_tokens=4096, max_batch_size=64)
@@ -138,8 +138,8 @@ def main() -> int:
         return 0
     import torch
 
-    from shared.settings import Settings
-    from worker.inference import batching_for
+    from inferq.shared.settings import Settings
+    from inferq.worker.inference import batching_for
 
     defaults = Settings.from_env({})
     batch_tokens, max_batch_size = batching_for(

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import common  # noqa: E402  (benchmarks/, this script's folder)
 
-from shared.client import Client  # noqa: E402
+from inferq.client import Client  # noqa: E402
 
 
 def free_port() -> int:
@@ -56,7 +56,7 @@ class EmbeddedStack:
         shutil.rmtree(self.work / "data", ignore_errors=True)
         self.work.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        cmd = [sys.executable, "-m", "shared.cli", "up", "--port", str(port), "--workers", str(self.workers)]
+        cmd = [sys.executable, "-m", "inferq.cli", "up", "--port", str(port), "--workers", str(self.workers)]
         log = (self.work / "up.log").open("wb")
         self.up = subprocess.Popen(
             cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -70,7 +70,7 @@ class EmbeddedStack:
                 pass
             time.sleep(0.5)
         self.key = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "keys", "create", "--tenant", "bench"],
+            [sys.executable, "-m", "inferq.cli", "keys", "create", "--tenant", "bench"],
             env=self.env,
             cwd=ROOT,
             capture_output=True,

@@ -20,7 +20,7 @@ printf 'def get_model_path() -> str:\n    return "%s/.gpu/minilm-l6"\n' "$PWD" >
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export GPU_RUN_WORK=/tmp/gpu-run
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$OUT/nvidia-smi.txt"
-python3 -c "import api.app, worker.runner, shared.cli, sentence_transformers, orjson; print('imports ok')" || exit 4
+python3 -c "import api.app, worker.runner, inferq.cli, sentence_transformers, orjson; print('imports ok')" || exit 4
 nvidia-smi dmon -s u -o T -d 1 >"$OUT/dmon.txt" 2>&1 &  # GPU busy % each second, to set against the stages
 dmon=$!
 python3 benchmarks/gpu_run.py --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"

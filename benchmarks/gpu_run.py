@@ -45,7 +45,7 @@ import common
 from e2e_distributed import breakdown, server_seconds
 from e2e_job import EmbeddedStack
 
-from shared.client import Client
+from inferq.client import Client
 
 CHECK_VECTORS = 1000  # e2e output vectors compared with the direct fp32 ones (the first records)
 
@@ -96,11 +96,11 @@ def direct(out: Path, records: int, ref_path: Path, quick: bool = False) -> None
     import torch.nn.functional as F
     from sentence_transformers import SentenceTransformer
 
-    from shared.registry import builtin_path
-    from worker.batching import padding_ratio, plan_batches
-    from worker.inference import GPU_BATCHING, batching_for, resolve_device, run_predictions
-    from worker.predictors import load_predictor
-    from worker.predictors.embedding import pool
+    from inferq.shared.registry import builtin_path
+    from inferq.worker.batching import padding_ratio, plan_batches
+    from inferq.worker.inference import GPU_BATCHING, batching_for, resolve_device, run_predictions
+    from inferq.worker.predictors import load_predictor
+    from inferq.worker.predictors.embedding import pool
 
     device = resolve_device()
     texts = common.texts(records)

@@ -36,7 +36,7 @@ import common
 from e2e_distributed import server_seconds
 from stack import Stack
 
-from shared.client import Client, Job
+from inferq.client import Client, Job
 
 TINY_NAME = "tiny-embed"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -99,7 +99,7 @@ def build(source: Path, seed: int = 6) -> list[tuple[str, str]]:
 def token_stats(texts: list[str]) -> dict[str, float]:
     from transformers import AutoTokenizer
 
-    from shared.registry import builtin_path
+    from inferq.shared.registry import builtin_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(builtin_path("minilm-l6")))
     lengths = np.array([len(x) for x in tokenizer(texts, truncation=True, max_length=256)["input_ids"]])

@@ -69,7 +69,7 @@ from e2e_distributed import check_output, server_seconds
 from memory_flat import tree
 from stack import Stack
 
-from shared.client import Client
+from inferq.client import Client
 
 TAG_VAR = "INFERQ_PEERS_TAG"
 RAY_SCRIPT = Path(__file__).resolve().parent / "ray_data.py"
@@ -403,8 +403,8 @@ def main() -> int:
         parser.error(f"--ray-python {args.ray_python} does not exist (see the docstring for the recipe)")
     import torch
 
-    from shared.settings import Settings
-    from worker.inference import batching_for
+    from inferq.shared.settings import Settings
+    from inferq.worker.inference import batching_for
 
     defaults = Settings.from_env({})
     batch_tokens, max_batch_size = batching_for(

@@ -78,7 +78,7 @@ def main() -> int:
                 import torch
                 from transformers import AutoModel, AutoTokenizer
 
-                from shared.registry import builtin_path
+                from inferq.shared.registry import builtin_path
 
                 torch.set_num_threads(threads)
                 folder = str(builtin_path("minilm-l6"))

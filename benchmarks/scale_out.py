@@ -25,7 +25,7 @@ import common
 from peers import Stalled, part_timeline, run_job_watched, warm_up
 from stack import Stack
 
-from shared.client import Client
+from inferq.client import Client
 
 
 def describe(timeline: dict[str, Any]) -> str:

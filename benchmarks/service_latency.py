@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common
 from stack import Stack
 
-from shared.client import Client
+from inferq.client import Client
 
 LUA = """wrk.method = "GET"
 wrk.headers["Authorization"] = "Bearer {key}"

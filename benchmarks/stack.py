@@ -117,7 +117,7 @@ class Stack:
 
     def cli(self, args: list[str]) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "inferq.cli", *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,
@@ -156,7 +156,7 @@ class Stack:
     def _spawn(
         self, name: str, args: list[str], env: dict[str, str], *, cli: bool = False
     ) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "shared.cli", *args] if cli else args
+        argv = [sys.executable, "-m", "inferq.cli", *args] if cli else args
         with (self.work / f"{name}.log").open("wb") as log:
             proc = subprocess.Popen(
                 argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -60,7 +60,7 @@ from e2e_distributed import server_seconds
 from memory_flat import hwm_mib, tree
 from stack import Stack
 
-from shared.client import Client, Job
+from inferq.client import Client, Job
 
 SEED = 0
 TEXT_MAX_LENGTH = 256  # as the embedding benchmarks truncate (minilm-l6's max_seq_length)
@@ -119,7 +119,7 @@ def write_input(path: Path, kind: str, values: list[str]) -> Path:
 
 
 def decode(values: list[str]) -> list[Any]:
-    from worker.images import decode_base64_image
+    from inferq.worker.images import decode_base64_image
 
     return [decode_base64_image(v) for v in values]
 
@@ -141,8 +141,8 @@ def make_text_classifier(folder: Path) -> dict[str, Any]:
     before its first step (seeded, untrained), saved the way the train job saves it."""
     import torch
 
-    from shared.registry import builtin_path
-    from worker.trainables import FINETUNE_TEXT, build_trainable
+    from inferq.shared.registry import builtin_path
+    from inferq.worker.trainables import FINETUNE_TEXT, build_trainable
 
     torch.manual_seed(SEED)
     trainable = build_trainable(
@@ -163,7 +163,7 @@ def make_cnn(folder: Path, epochs: int) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from worker.trainables import CNN, build_trainable
+    from inferq.worker.trainables import CNN, build_trainable
 
     def load(path: Path) -> tuple[list[Any], list[str]]:
         rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
@@ -258,7 +258,7 @@ def _naive(kind: str, folder: Path, values: list[Any]) -> tuple[float, list[str]
     """Batches of NAIVE_BATCH in file order, fp32, the Auto classes; softmax and every label's score."""
     import torch
 
-    from worker import nets
+    from inferq.worker import nets
 
     nets.register()
     labels: list[str] = []
@@ -295,8 +295,8 @@ def _inferq(
 ) -> tuple[float, list[str], dict[str, Any]]:
     import torch
 
-    from worker.inference import run_predictions
-    from worker.predictors import load_predictor
+    from inferq.worker.inference import run_predictions
+    from inferq.worker.predictors import load_predictor
 
     task = MODELS[kind]["task"]
     # The worker passes the registered version's config; `models import` records max_position_embeddings.
@@ -418,7 +418,7 @@ def expected_batching(
     """What the job's parts should report if each sorted its records by length under the token budget:
     the parts' record ranges follow from their token counts (contiguous, in order); within each, the
     padded token slots and batches of `plan_batches`, and of plain file-order batches of the same count."""
-    from worker.batching import padded_tokens, plan_batches
+    from inferq.worker.batching import padded_tokens, plan_batches
 
     start = 0
     sorted_slots = sorted_batches = file_order_slots = 0
@@ -498,7 +498,7 @@ def agreement(a: Sequence[str], b: Sequence[str]) -> float:
 
 
 def file_order_padding(lengths: list[int]) -> float:
-    from worker.batching import padding_ratio
+    from inferq.worker.batching import padding_ratio
 
     chunks = [list(range(i, min(i + NAIVE_BATCH, len(lengths)))) for i in range(0, len(lengths), NAIVE_BATCH)]
     return padding_ratio(lengths, chunks)
@@ -546,8 +546,8 @@ def main() -> int:
 
     import torch
 
-    from shared.settings import Settings
-    from worker.inference import batching_for
+    from inferq.shared.settings import Settings
+    from inferq.worker.inference import batching_for
 
     defaults = Settings.from_env({})
     args.batch_tokens, args.max_batch_size = batching_for(

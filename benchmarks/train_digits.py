@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from demo import create_key, free_port, start_server, stop_server, wait_ready  # noqa: E402
 
-from shared.client import Client  # noqa: E402
+from inferq.client import Client  # noqa: E402
 
 
 def main() -> None:

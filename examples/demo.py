@@ -30,8 +30,8 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shared.client import Client, ClientError, Job  # noqa: E402
-from shared.progress import ProgressBar, summarize  # noqa: E402
+from inferq.client import Client, ClientError, Job  # noqa: E402
+from inferq.progress import ProgressBar, summarize  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def tail(path: Path, lines: int = 60) -> str:
 
 
 def start_server(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "shared.cli", "up", "--port", str(port), "--workers", "1"]
+    command = [sys.executable, "-m", "inferq.cli", "up", "--port", str(port), "--workers", "1"]
     data_dir = env.get("INFERQ_DATA_DIR", DATA_DIR)
     say(f"$ inferq up --port {port} --workers 1   (INFERQ_DATA_DIR={data_dir}, output in {log_path})")
     with log_path.open("wb") as log:
@@ -129,7 +129,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes]) -> None:
 def create_key(env: dict[str, str]) -> str:
     say("$ inferq keys create --tenant demo")
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "keys", "create", "--tenant", "demo"],
+        [sys.executable, "-m", "inferq.cli", "keys", "create", "--tenant", "demo"],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -38,7 +38,7 @@ from demo import (  # noqa: E402
     say,
 )
 
-from shared.client import Client, Job  # noqa: E402
+from inferq.client import Client, Job  # noqa: E402
 
 DATA_DIR = ROOT / ".inferq" / "demo-train"
 EXAMPLES = ROOT / "examples" / "data"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from shared.models import Base
-from shared.settings import get_settings
+from inferq.shared.models import Base
+from inferq.shared.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from shared import queue
-from shared.db import SETTINGS_INFO
-from shared.settings import Settings
+from inferq.shared import queue
+from inferq.shared.db import SETTINGS_INFO
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -32,14 +32,14 @@ from typing import Any
 
 import orjson
 
-from shared.openai_embeddings import (
+from inferq.shared.openai_embeddings import (
     EmbeddingsRequest,
     RequestError,
     check_dimensions,
     parse_request,
     response_body,
 )
-from shared.records import BOM, MAX_ID_CHARS, Record, RecordError, dumps_line
+from inferq.shared.records import BOM, MAX_ID_CHARS, Record, RecordError, dumps_line
 
 JOB_TYPE = "batch"
 ENDPOINTS = ("/v1/embeddings",)

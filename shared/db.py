@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.settings import Settings, get_settings
+from inferq.shared.settings import Settings, get_settings
 
 _lock = threading.Lock()
 _factories: dict[str, sessionmaker[Session]] = {}

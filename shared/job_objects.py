@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from shared.models import Job
-from shared.throughput import overall_throughput
-from shared.training_waits import waiting_reason
+from inferq.shared.models import Job
+from inferq.shared.throughput import overall_throughput
+from inferq.shared.training_waits import waiting_reason
 
 
 def timestamp(value: datetime | None) -> str | None:

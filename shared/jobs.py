@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from shared import registry, training_waits, webhooks
-from shared.errors import InferqError, NotFound
-from shared.ids import new_id
-from shared.job_objects import timestamp
-from shared.models import Job, JobEvent, JobPart, ModelVersion, WebhookDelivery, utcnow
-from shared.states import TERMINAL, WORKING, JobStatus, PartStatus, sources_of
+from inferq.shared import registry, training_waits, webhooks
+from inferq.shared.errors import InferqError, NotFound
+from inferq.shared.ids import new_id
+from inferq.shared.job_objects import timestamp
+from inferq.shared.models import Job, JobEvent, JobPart, ModelVersion, WebhookDelivery, utcnow
+from inferq.shared.states import TERMINAL, WORKING, JobStatus, PartStatus, sources_of
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import InvalidRequest
+from inferq.shared.errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from shared.registry import ResolvedModel
+    from inferq.shared.registry import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def read_limits(folder: Path) -> TokenLimits:
 
 @functools.lru_cache(maxsize=8)
 def _builtin_limits(name: str) -> TokenLimits:
-    from shared.registry import builtin_path
+    from inferq.shared.registry import builtin_path
 
     return read_limits(builtin_path(name))
 

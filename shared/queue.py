@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from shared.settings import Settings, get_settings
+from inferq.shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ embedded filesystem broker, the count of the queue's message files. Both are wha
 
 from __future__ import annotations
 
-from shared.queue import ALL_QUEUES, BrokerError, get_celery
-from shared.settings import Settings
+from inferq.shared.queue import ALL_QUEUES, BrokerError, get_celery
+from inferq.shared.settings import Settings
 
 CONNECT_TIMEOUT_SECONDS = 2
 

@@ -19,9 +19,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from shared.db import read_scope
-from shared.models import ReconcilerState, utcnow
-from shared.settings import Settings
+from inferq.shared.db import read_scope
+from inferq.shared.models import ReconcilerState, utcnow
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from shared.errors import TooLarge, Unprocessable, UnsupportedMediaType
-from shared.jobs import PartSpec
+from inferq.shared.errors import TooLarge, Unprocessable, UnsupportedMediaType
+from inferq.shared.jobs import PartSpec
 
 log = logging.getLogger(__name__)
 

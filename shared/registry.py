@@ -12,13 +12,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import keys
-from shared.errors import InvalidRequest, NotFound
-from shared.ids import new_id
-from shared.model_limits import read_limits
-from shared.models import Model, ModelVersion, utcnow
-from shared.storage import Storage
-from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
+from inferq.shared import keys
+from inferq.shared.errors import InvalidRequest, NotFound
+from inferq.shared.ids import new_id
+from inferq.shared.model_limits import read_limits
+from inferq.shared.models import Model, ModelVersion, utcnow
+from inferq.shared.storage import Storage
+from inferq.shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REF_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})(?::(?P<version>\d{1,9}))?$")

@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
-from shared import jobs, keys
-from shared.errors import Conflict
-from shared.models import File, IdempotencyKey, Job, JobPart
-from shared.settings import Settings
-from shared.states import LIVE
-from shared.storage import Storage, delete_prefix
+from inferq.shared import jobs, keys
+from inferq.shared.errors import Conflict
+from inferq.shared.models import File, IdempotencyKey, Job, JobPart
+from inferq.shared.settings import Settings
+from inferq.shared.states import LIVE
+from inferq.shared.storage import Storage, delete_prefix
 
 log = logging.getLogger(__name__)
 

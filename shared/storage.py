@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
-from shared.settings import Settings, get_settings
+from inferq.shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import hashlib
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from shared.errors import InvalidRequest
-from shared.ids import new_api_key, new_id
-from shared.models import ApiKey, Tenant, utcnow
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.ids import new_api_key, new_id
+from inferq.shared.models import ApiKey, Tenant, utcnow
 
 PREFIX_LENGTH = 12  # "iq_" and 9 characters: enough to name a key in logs and `keys revoke`
 

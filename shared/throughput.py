@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from shared.models import Job, JobPart, utcnow
-from shared.states import PartStatus
+from inferq.shared.models import Job, JobPart, utcnow
+from inferq.shared.states import PartStatus
 
 WINDOW_SECONDS = 60.0
 

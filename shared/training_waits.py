@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from shared import queue
-from shared.after_commit import send_after_commit
+from inferq.shared import queue
+from inferq.shared.after_commit import send_after_commit
 
 TRAIN_REF_PREFIX = "train:"
 TRAINING_FAILED = "training_failed"

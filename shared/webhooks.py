@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from shared import egress, queue
-from shared.after_commit import send_after_commit
-from shared.ids import new_id
-from shared.models import Job, Tenant, WebhookDelivery, utcnow
-from shared.settings import Settings
-from shared.webhook_signature import new_secret
+from inferq.shared import egress, queue
+from inferq.shared.after_commit import send_after_commit
+from inferq.shared.ids import new_id
+from inferq.shared.models import Job, Tenant, WebhookDelivery, utcnow
+from inferq.shared.settings import Settings
+from inferq.shared.webhook_signature import new_secret
 
 PENDING = "pending"
 DELIVERED = "delivered"

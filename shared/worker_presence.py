@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from shared.settings import Settings
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

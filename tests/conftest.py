@@ -82,14 +82,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import make_url
 from werkzeug.test import TestResponse
 
-from api.app import create_app
-from shared import queue
-from shared.db import get_engine, session_scope
-from shared.migrate import upgrade
-from shared.models import Base
-from shared.settings import Settings, get_settings, reset_settings_cache
-from shared.storage import S3Storage, StorageError, get_storage
-from shared.tenants import create_tenant_key
+from inferq.api.app import create_app
+from inferq.shared import queue
+from inferq.shared.db import get_engine, session_scope
+from inferq.shared.migrate import upgrade
+from inferq.shared.models import Base
+from inferq.shared.settings import Settings, get_settings, reset_settings_cache
+from inferq.shared.storage import S3Storage, StorageError, get_storage
+from inferq.shared.tenants import create_tenant_key
 from tests.helpers.ports import free_port as free_port  # re-exported: tests import it from here
 from tests.helpers.tenant_http import Http, register_model, tenant_http
 from tests.helpers.worker_env import QUICK_LEASES, in_process_worker, worker_env

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from shared import keys
-from shared.storage import Storage
+from inferq.shared import keys
+from inferq.shared.storage import Storage
 
 log = logging.getLogger(__name__)
 

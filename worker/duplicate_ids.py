@@ -24,9 +24,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from shared.jobs import PartSpec
-from shared.records import CSV, Record, RecordError, parse_part, read_header
-from shared.storage import Storage
+from inferq.shared.jobs import PartSpec
+from inferq.shared.records import CSV, Record, RecordError, parse_part, read_header
+from inferq.shared.storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from shared.storage import Storage
-from worker.scoring import classification_metrics
+from inferq.shared.storage import Storage
+from inferq.worker.scoring import classification_metrics
 
 
 def _lines(storage: Storage, key: str) -> Any:

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from worker.explain_events import IMAGE_METHOD, TEXT_METHOD
+from inferq.worker.explain_events import IMAGE_METHOD, TEXT_METHOD
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from worker.predictors.base import Predictor, Prepared
+    from inferq.worker.predictors.base import Predictor, Prepared
 
 log = logging.getLogger(__name__)
 

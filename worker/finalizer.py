@@ -9,17 +9,17 @@ from typing import Any
 
 from sqlalchemy import Row, select
 
-from shared import jobs, keys, queue
-from shared.db import session_scope
-from shared.ids import new_id
-from shared.logs import log_ids
-from shared.models import File, Job, JobPart, utcnow
-from shared.settings import Settings
-from shared.states import JobStatus, PartStatus
-from shared.storage import Storage, get_storage
-from shared.training_waits import training_job_of
-from worker import manifest, result_cache
-from worker.explain_events import explanation_event
+from inferq.shared import jobs, keys, queue
+from inferq.shared.db import session_scope
+from inferq.shared.ids import new_id
+from inferq.shared.logs import log_ids
+from inferq.shared.models import File, Job, JobPart, utcnow
+from inferq.shared.settings import Settings
+from inferq.shared.states import JobStatus, PartStatus
+from inferq.shared.storage import Storage, get_storage
+from inferq.shared.training_waits import training_job_of
+from inferq.worker import manifest, result_cache
+from inferq.worker.explain_events import explanation_event
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def _reproducibility(
     files: manifest.ResultHashes,
 ) -> dict[str, Any]:
     """The job's reproducibility record (worker.manifest), for the exact model version it ran."""
-    from shared.registry import for_job
+    from inferq.shared.registry import for_job
 
     with session_scope(settings) as session:
         model = for_job(session, model_ref, model_version_id)
@@ -237,8 +237,8 @@ def _evaluation(
     settings: Settings, storage: Storage, out_key: str, model_ref: str, model_version_id: str | None
 ) -> dict[str, object]:
     """An evaluate job's metrics, from its joined output (prediction and expected label per record)."""
-    from shared.registry import for_job
-    from worker.evaluation import evaluation_metrics
+    from inferq.shared.registry import for_job
+    from inferq.worker.evaluation import evaluation_metrics
 
     with session_scope(settings) as session:
         labels = for_job(session, model_ref, model_version_id).labels

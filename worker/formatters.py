@@ -13,14 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared import batch_lines, registry
-from shared.db import session_scope
-from shared.errors import InferqError, NotFound
-from shared.models import Job
-from shared.openai_embeddings import EmbeddingsRequest
-from shared.records import JSONL, Record, RecordError, dumps_line, error_line, parse_part
-from shared.settings import Settings
-from shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, input_fields
+from inferq.shared import batch_lines, registry
+from inferq.shared.db import session_scope
+from inferq.shared.errors import InferqError, NotFound
+from inferq.shared.models import Job
+from inferq.shared.openai_embeddings import EmbeddingsRequest
+from inferq.shared.records import JSONL, Record, RecordError, dumps_line, error_line, parse_part
+from inferq.shared.settings import Settings
+from inferq.shared.tasks import EMBEDDING, IMAGE_CLASSIFICATION, input_fields
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,8 @@ def _request(record: Record) -> EmbeddingsRequest:
 
 def formatter_for(job: Job, model: registry.ResolvedModel, settings: Settings) -> Formatter:
     if job.type == "evaluate" or job.task == IMAGE_CLASSIFICATION:
-        from shared.storage import get_storage
-        from worker.task_formatter import TaskFormatter
+        from inferq.shared.storage import get_storage
+        from inferq.worker.task_formatter import TaskFormatter
 
         return TaskFormatter(
             job.task,

@@ -25,8 +25,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from shared import keys
-from shared.storage import ObjectNotFound, Storage, StorageError, StorageUnavailable
+from inferq.shared import keys
+from inferq.shared.storage import ObjectNotFound, Storage, StorageError, StorageUnavailable
 
 log = logging.getLogger(__name__)
 

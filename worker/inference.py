@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from shared.errors import InvalidRequest
-from worker.batching import padded_tokens, padding_ratio, plan_batches
-from worker.explain import add_explanations, wants_explanations
-from worker.metrics import observe_batch
-from worker.predictors.base import Predictor, Prepared
+from inferq.shared.errors import InvalidRequest
+from inferq.worker.batching import padded_tokens, padding_ratio, plan_batches
+from inferq.worker.explain import add_explanations, wants_explanations
+from inferq.worker.metrics import observe_batch
+from inferq.worker.predictors.base import Predictor, Prepared
 
 log = logging.getLogger(__name__)
 

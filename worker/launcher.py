@@ -61,7 +61,7 @@ def child_envs(gpus: Sequence[str], base: Mapping[str, str]) -> list[dict[str, s
 def child_command(queues: str, name: str, beat: bool, concurrency: int = 1) -> list[str]:
     """One GPU's worker. `concurrency` > 1 runs that many pool processes on the GPU, each with its own
     copy of the model: while one process reads, tokenizes or writes a part, another keeps the GPU busy."""
-    cmd = [sys.executable, "-m", "shared.cli", "worker", "--gpus", "none", "--queues", queues, "--name", name]
+    cmd = [sys.executable, "-m", "inferq.cli", "worker", "--gpus", "none", "--queues", queues, "--name", name]
     cmd += ["--concurrency", str(concurrency)]
     if beat:
         cmd.append("--beat")

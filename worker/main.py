@@ -14,11 +14,11 @@ from typing import Any
 
 from celery import Celery, signals
 
-from shared import worker_presence
-from shared.db import dispose_engines
-from shared.queue import ALL_QUEUES, QUEUE_CONTROL, QUEUE_INFERENCE, QUEUE_TRAINING, make_celery
-from shared.settings import Settings, get_settings
-from worker import metrics_server, webhook_pool
+from inferq.shared import worker_presence
+from inferq.shared.db import dispose_engines
+from inferq.shared.queue import ALL_QUEUES, QUEUE_CONTROL, QUEUE_INFERENCE, QUEUE_TRAINING, make_celery
+from inferq.shared.settings import Settings, get_settings
+from inferq.worker import metrics_server, webhook_pool
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ DEFAULT_QUEUES = (QUEUE_CONTROL, QUEUE_INFERENCE, QUEUE_TRAINING)
 
 def build_worker_app(settings: Settings) -> Celery:
     app = make_celery(settings)
-    app.conf.imports = ("worker.tasks",)
-    import worker.tasks  # noqa: F401  (registers the shared tasks)
+    app.conf.imports = ("inferq.worker.tasks",)
+    import inferq.worker.tasks  # noqa: F401  (registers the shared tasks)
 
     return app
 
@@ -124,7 +124,7 @@ def start_reconciler(settings: Settings, name: str) -> Callable[[], None]:
     """In the main process, before the pool forks: the reconciler timer (worker/reconcile_timer.py),
     whose first turn, right away, re-sends what SQL says is owed (e.g. after a broker restart).
     Returns the stopper."""
-    from worker.reconcile_timer import ReconcileTimer
+    from inferq.worker.reconcile_timer import ReconcileTimer
 
     timer = ReconcileTimer(settings, f"{name}:{os.getpid()}")
     timer.start()

@@ -19,9 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shared.registry import ResolvedModel, builtin_path
-from shared.settings import Settings
-from shared.storage import Storage
+from inferq.shared.registry import ResolvedModel, builtin_path
+from inferq.shared.settings import Settings
+from inferq.shared.storage import Storage
 
 # The files of a Hugging Face folder that decide how text becomes token ids, hashed in this order.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")

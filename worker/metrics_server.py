@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from shared.settings import Settings
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

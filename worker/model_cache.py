@@ -10,11 +10,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.registry import ResolvedModel, builtin_path
-from shared.storage import Storage
+from inferq.shared.registry import ResolvedModel, builtin_path
+from inferq.shared.storage import Storage
 
 if TYPE_CHECKING:
-    from worker.predictors.base import Predictor
+    from inferq.worker.predictors.base import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class ModelCache:
     ) -> Predictor:
         import torch
 
-        from worker.predictors import load_predictor
+        from inferq.worker.predictors import load_predictor
 
         key = (model.cache_key, task, device)
         with self._lock:

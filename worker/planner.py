@@ -6,16 +6,16 @@ import logging
 
 from sqlalchemy import select
 
-from shared import jobs, queue, worker_presence
-from shared.db import session_scope
-from shared.logs import log_ids
-from shared.models import File, Job, JobPart
-from shared.records import plan_parts
-from shared.settings import Settings
-from shared.states import WORKING, JobStatus, PartStatus
-from shared.storage import StorageError, get_storage
-from worker.duplicate_ids import UNCHECKED_JOB_TYPES, find_duplicates
-from worker.retry_input import build_retry_input
+from inferq.shared import jobs, queue, worker_presence
+from inferq.shared.db import session_scope
+from inferq.shared.logs import log_ids
+from inferq.shared.models import File, Job, JobPart
+from inferq.shared.records import plan_parts
+from inferq.shared.settings import Settings
+from inferq.shared.states import WORKING, JobStatus, PartStatus
+from inferq.shared.storage import StorageError, get_storage
+from inferq.worker.duplicate_ids import UNCHECKED_JOB_TYPES, find_duplicates
+from inferq.worker.retry_input import build_retry_input
 
 log = logging.getLogger(__name__)
 

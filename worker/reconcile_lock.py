@@ -18,10 +18,10 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.db import get_engine, session_scope
-from shared.models import ReconcilerState, utcnow
-from shared.reconciler_state import ROW_ID, ensure_row
-from shared.settings import Settings
+from inferq.shared.db import get_engine, session_scope
+from inferq.shared.models import ReconcilerState, utcnow
+from inferq.shared.reconciler_state import ROW_ID, ensure_row
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from shared.db import read_scope, session_scope
-from shared.models import utcnow
-from shared.reconciler_state import read_last_run, record_run
-from shared.settings import Settings
-from worker.reconcile_lock import reconcile_lock
-from worker.reconciler import ReconcileReport, reconcile
+from inferq.shared.db import read_scope, session_scope
+from inferq.shared.models import utcnow
+from inferq.shared.reconciler_state import read_last_run, record_run
+from inferq.shared.settings import Settings
+from inferq.worker.reconcile_lock import reconcile_lock
+from inferq.worker.reconciler import ReconcileReport, reconcile
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from shared import jobs, queue, webhooks
-from shared.db import session_scope
-from shared.models import Job, JobPart, utcnow
-from shared.settings import Settings
-from shared.states import LIVE, TERMINAL, WORKING, JobStatus, PartStatus
+from inferq.shared import jobs, queue, webhooks
+from inferq.shared.db import session_scope
+from inferq.shared.models import Job, JobPart, utcnow
+from inferq.shared.settings import Settings
+from inferq.shared.states import LIVE, TERMINAL, WORKING, JobStatus, PartStatus
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.records import JSONL, Record, RecordError, parse_part, read_header
-from shared.storage import Storage
-from shared.tasks import IMAGE_CLASSIFICATION
-from worker.images import DEFAULT_MAX_PIXELS, ImageError, ImageSource, base64_source, image_key_source
+from inferq.shared.records import JSONL, Record, RecordError, parse_part, read_header
+from inferq.shared.storage import Storage
+from inferq.shared.tasks import IMAGE_CLASSIFICATION
+from inferq.worker.images import DEFAULT_MAX_PIXELS, ImageError, ImageSource, base64_source, image_key_source
 
 LABEL = "label"
 HEADER_PROBE_BYTES = 1024 * 1024

@@ -35,8 +35,8 @@ from typing import Any
 import orjson
 from PIL import Image
 
-from shared.registry import ResolvedModel
-from worker.images import ImageError, ImageSource
+from inferq.shared.registry import ResolvedModel
+from inferq.worker.images import ImageError, ImageSource
 
 KEY_VERSION = 1
 # Parameters that never change a record's output: they are left out of the key.

@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
-from shared.models import ResultCache, utcnow
-from shared.records import Record
-from shared.registry import ResolvedModel
-from shared.settings import Settings
-from worker.result_cache import KeySpace, plan_part
+from inferq.shared.db import session_scope
+from inferq.shared.models import ResultCache, utcnow
+from inferq.shared.records import Record
+from inferq.shared.registry import ResolvedModel
+from inferq.shared.settings import Settings
+from inferq.worker.result_cache import KeySpace, plan_part
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ Predict = Callable[[list[Record], int], tuple[list[dict[str, Any]], dict[str, An
 
 def key_space(model: ResolvedModel, task: str, params: Mapping[str, Any]) -> KeySpace:
     """The part's key space, with `precision` as this worker's device runs it."""
-    from worker.inference import autocast_dtype, precision_name, resolve_device
+    from inferq.worker.inference import autocast_dtype, precision_name, resolve_device
 
     precision = precision_name(autocast_dtype(resolve_device(), str(params.get("precision") or "auto")))
     return KeySpace.of(model, task, params, precision)

@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import retention
-from shared.db import session_scope
-from shared.logs import log_ids
-from shared.models import File, Job, ResultCache, utcnow
-from shared.settings import Settings
-from shared.states import TERMINAL, JobStatus
-from shared.storage import Storage, StorageError, get_storage
+from inferq.shared import retention
+from inferq.shared.db import session_scope
+from inferq.shared.logs import log_ids
+from inferq.shared.models import File, Job, ResultCache, utcnow
+from inferq.shared.settings import Settings
+from inferq.shared.states import TERMINAL, JobStatus
+from inferq.shared.storage import Storage, StorageError, get_storage
 
 log = logging.getLogger(__name__)
 

@@ -31,12 +31,12 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import jobs, keys
-from shared.db import session_scope
-from shared.ids import new_id
-from shared.logs import log_ids
-from shared.models import File, Job, JobPart, utcnow
-from shared.records import (
+from inferq.shared import jobs, keys
+from inferq.shared.db import session_scope
+from inferq.shared.ids import new_id
+from inferq.shared.logs import log_ids
+from inferq.shared.models import File, Job, JobPart, utcnow
+from inferq.shared.records import (
     CSV,
     MAX_FIELDS,
     Record,
@@ -46,11 +46,11 @@ from shared.records import (
     plan_parts,
     read_header,
 )
-from shared.retry_merge import Slot, slot_line, split_lines
-from shared.settings import Settings
-from shared.states import WORKING, JobStatus, PartStatus
-from shared.storage import Storage, get_storage
-from worker.duplicate_ids import mark_duplicates
+from inferq.shared.retry_merge import Slot, slot_line, split_lines
+from inferq.shared.settings import Settings
+from inferq.shared.states import WORKING, JobStatus, PartStatus
+from inferq.shared.storage import Storage, get_storage
+from inferq.worker.duplicate_ids import mark_duplicates
 
 log = logging.getLogger(__name__)
 

@@ -16,19 +16,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared import jobs, keys, queue, registry
-from shared.db import session_scope
-from shared.jobs import Lease
-from shared.logs import log_ids
-from shared.models import File, Job, JobPart
-from shared.records import Record, RecordError, error_line, read_header
-from shared.settings import Settings
-from shared.storage import Storage, StorageUnavailable, get_storage
-from worker import metrics as worker_metrics
-from worker import result_cache, result_cache_store
-from worker.duplicate_ids import mark_duplicates
-from worker.formatters import Formatter, formatter_for
-from worker.model_cache import ModelCache
+from inferq.shared import jobs, keys, queue, registry
+from inferq.shared.db import session_scope
+from inferq.shared.jobs import Lease
+from inferq.shared.logs import log_ids
+from inferq.shared.models import File, Job, JobPart
+from inferq.shared.records import Record, RecordError, error_line, read_header
+from inferq.shared.settings import Settings
+from inferq.shared.storage import Storage, StorageUnavailable, get_storage
+from inferq.worker import metrics as worker_metrics
+from inferq.worker import result_cache, result_cache_store
+from inferq.worker.duplicate_ids import mark_duplicates
+from inferq.worker.formatters import Formatter, formatter_for
+from inferq.worker.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ def _predict(
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[int]]:
     """The predictor's outputs for the part's values, its stats, and the tokens each value took.
     `done_before`: the part's records already served without the model (the result cache)."""
-    from worker.inference import Stopped, batching_for, resolve_device, run_predictions
+    from inferq.worker.inference import Stopped, batching_for, resolve_device, run_predictions
 
     if done_before:
         with progress.lock:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.records import Record, RecordError, dumps_line, error_line, parse_part
-from shared.storage import Storage
-from worker.formatters import Formatter, Inputs
-from worker.images import DEFAULT_MAX_PIXELS, ImageSource
-from worker.record_values import apply_readers, value_reader
+from inferq.shared.records import Record, RecordError, dumps_line, error_line, parse_part
+from inferq.shared.storage import Storage
+from inferq.worker.formatters import Formatter, Inputs
+from inferq.worker.images import DEFAULT_MAX_PIXELS, ImageSource
+from inferq.worker.record_values import apply_readers, value_reader
 
 
 class TaskFormatter(Formatter):

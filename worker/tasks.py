@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from shared.queue import (
+from inferq.shared.queue import (
     TASK_FINALIZE,
     TASK_PLAN,
     TASK_RECONCILE,
@@ -17,8 +17,8 @@ from shared.queue import (
     TASK_TRAIN,
     TASK_WEBHOOK,
 )
-from shared.settings import get_settings
-from shared.storage import StorageError
+from inferq.shared.settings import get_settings
+from inferq.shared.storage import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _backoff(retries: int) -> int:
 
 @shared_task(name=TASK_PLAN, bind=True, max_retries=5, **TASK_OPTIONS)
 def plan_job(self: Any, job_id: str) -> None:
-    from worker.planner import plan_job as plan
+    from inferq.worker.planner import plan_job as plan
 
     try:
         plan(job_id, get_settings())
@@ -43,7 +43,7 @@ def plan_job(self: Any, job_id: str) -> None:
 
 @shared_task(name=TASK_RUN_PART, bind=True, max_retries=10, **TASK_OPTIONS)
 def run_part(self: Any, part_id: str) -> str:
-    from worker.runner import run_part as run
+    from inferq.worker.runner import run_part as run
 
     settings = get_settings()
     # The broker's copy of a message it delivered before (Redis: visibility timeout, a lost worker).
@@ -57,7 +57,7 @@ def run_part(self: Any, part_id: str) -> str:
 @shared_task(name=TASK_TRAIN, bind=True, max_retries=10, **TASK_OPTIONS)
 def train_job(self: Any, part_id: str) -> str:
     """One training job, start to end (or resumed after its last checkpoint), under the part's lease."""
-    from worker.trainer import run_training
+    from inferq.worker.trainer import run_training
 
     try:
         return run_training(part_id, get_settings())
@@ -67,7 +67,7 @@ def train_job(self: Any, part_id: str) -> str:
 
 @shared_task(name=TASK_FINALIZE, bind=True, max_retries=10, **TASK_OPTIONS)
 def finalize_job(self: Any, job_id: str) -> str:
-    from worker.finalizer import finalize_job as finalize
+    from inferq.worker.finalizer import finalize_job as finalize
 
     try:
         return finalize(job_id, get_settings())
@@ -79,7 +79,7 @@ def finalize_job(self: Any, job_id: str) -> str:
 def deliver_webhook(delivery_id: str) -> str:
     """Hands one attempt at a job's webhook to this process's delivery threads and returns at once
     (worker/webhook_pool.py); its retries are scheduled from the delivery row."""
-    from worker import webhook_pool
+    from inferq.worker import webhook_pool
 
     return "queued" if webhook_pool.submit(delivery_id, get_settings()) else "held"
 
@@ -88,8 +88,8 @@ def deliver_webhook(delivery_id: str) -> str:
 def reconcile() -> int:
     """Beat's reconcile: one more caller of the workers' timed run (worker.reconcile_timer), so a turn
     that another process holds, or ran moments ago, is skipped."""
-    from worker.reconcile_timer import run_if_due
-    from worker.runner import worker_name
+    from inferq.worker.reconcile_timer import run_if_due
+    from inferq.worker.runner import worker_name
 
     report = run_if_due(get_settings(), f"beat {worker_name()}")
     return 0 if report is None else report.total()
@@ -98,6 +98,6 @@ def reconcile() -> int:
 @shared_task(name=TASK_RETENTION, ignore_result=True)
 def retention_sweep() -> int:
     """Delete what is past its retention (worker.retention); the next run retries anything that failed."""
-    from worker.retention import sweep
+    from inferq.worker.retention import sweep
 
     return sweep(get_settings()).total()

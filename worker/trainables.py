@@ -31,11 +31,11 @@ from transformers import (
     AutoTokenizer,
 )
 
-from worker import nets
-from worker.images import model_image, processor_fit
-from worker.nets.image_cnn import PRESETS, SmallCnnConfig, SmallCnnForImageClassification
-from worker.nets.ngram_bag import NgramBagConfig, NgramBagForSequenceClassification, learn_ngrams
-from worker.nets.tokenizer import learn_tokenizer
+from inferq.worker import nets
+from inferq.worker.images import model_image, processor_fit
+from inferq.worker.nets.image_cnn import PRESETS, SmallCnnConfig, SmallCnnForImageClassification
+from inferq.worker.nets.ngram_bag import NgramBagConfig, NgramBagForSequenceClassification, learn_ngrams
+from inferq.worker.nets.tokenizer import learn_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -22,20 +22,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from shared import jobs, keys, queue, registry
-from shared.db import session_scope
-from shared.jobs import Lease
-from shared.models import File, Job, JobPart
-from shared.records import RecordError, error_line
-from shared.settings import Settings
-from shared.storage import Storage, get_storage
-from worker import checkpoints
-from worker.inference import resolve_device
-from worker.model_cache import local_model_dir
-from worker.record_values import LabelledRecords, read_labelled_file
-from worker.runner import Heartbeat, LeaseLost, Progress, worker_name
-from worker.scoring import classification_metrics
-from worker.trainables import FINETUNE_IMAGE, FINETUNE_TEXT, Trainable, build_trainable
+from inferq.shared import jobs, keys, queue, registry
+from inferq.shared.db import session_scope
+from inferq.shared.jobs import Lease
+from inferq.shared.models import File, Job, JobPart
+from inferq.shared.records import RecordError, error_line
+from inferq.shared.settings import Settings
+from inferq.shared.storage import Storage, get_storage
+from inferq.worker import checkpoints
+from inferq.worker.inference import resolve_device
+from inferq.worker.model_cache import local_model_dir
+from inferq.worker.record_values import LabelledRecords, read_labelled_file
+from inferq.worker.runner import Heartbeat, LeaseLost, Progress, worker_name
+from inferq.worker.scoring import classification_metrics
+from inferq.worker.trainables import FINETUNE_IMAGE, FINETUNE_TEXT, Trainable, build_trainable
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from shared.settings import Settings
+from inferq.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class DeliveryPool:
         return True
 
     def _run(self, delivery_id: str, settings: Settings) -> None:
-        from worker.webhooks import deliver
+        from inferq.worker.webhooks import deliver
 
         try:
             deliver(delivery_id, settings)

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 import httpcore
 
-from shared import egress, jobs, queue, webhooks
-from shared.db import session_scope
-from shared.job_objects import job_object
-from shared.logs import log_ids
-from shared.models import Job
-from shared.settings import Settings
-from shared.webhook_signature import headers as signature_headers
-from worker import metrics
+from inferq.shared import egress, jobs, queue, webhooks
+from inferq.shared.db import session_scope
+from inferq.shared.job_objects import job_object
+from inferq.shared.logs import log_ids
+from inferq.shared.models import Job
+from inferq.shared.settings import Settings
+from inferq.shared.webhook_signature import headers as signature_headers
+from inferq.worker import metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,22 +16,22 @@ from flask import Blueprint, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.auth import require_auth
-from api.context import current_settings, current_storage, db, plausible_id, tenant_id
-from api.idempotency import Idempotency, create_once, header_key, request_hash
-from api.job_rows import insert_job, lock_model_version
-from api.job_specs import SERVER_FIELDS, parse_metadata
-from api.limits import check_live_jobs
-from api.pagination import MAX_LIMIT, PageRequest, paginate, parse_limit
-from api.request_json import json_body
-from api.serializers import batch_object
-from shared import batch_lines, jobs, queue, registry
-from shared.errors import Conflict, InferqError, InvalidRequest, NotFound, Unprocessable
-from shared.ids import new_id
-from shared.models import File, Job, JobEvent
-from shared.records import JSONL
-from shared.states import TERMINAL, JobStatus
-from shared.tasks import EMBEDDING
+from inferq.api.auth import require_auth
+from inferq.api.context import current_settings, current_storage, db, plausible_id, tenant_id
+from inferq.api.idempotency import Idempotency, create_once, header_key, request_hash
+from inferq.api.job_rows import insert_job, lock_model_version
+from inferq.api.job_specs import SERVER_FIELDS, parse_metadata
+from inferq.api.limits import check_live_jobs
+from inferq.api.pagination import MAX_LIMIT, PageRequest, paginate, parse_limit
+from inferq.api.request_json import json_body
+from inferq.api.serializers import batch_object
+from inferq.shared import batch_lines, jobs, queue, registry
+from inferq.shared.errors import Conflict, InferqError, InvalidRequest, NotFound, Unprocessable
+from inferq.shared.ids import new_id
+from inferq.shared.models import File, Job, JobEvent
+from inferq.shared.records import JSONL
+from inferq.shared.states import TERMINAL, JobStatus
+from inferq.shared.tasks import EMBEDDING
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,14 @@ from typing import Any
 
 from flask import Blueprint
 
-from api import embedder
-from api.auth import require_auth
-from api.context import current_settings, current_storage, db, tenant_id
-from api.request_json import json_body
-from shared import registry
-from shared.errors import InferqError
-from shared.openai_embeddings import RequestError, check_dimensions, parse_request, response_body
-from shared.tasks import EMBEDDING
+from inferq.api import embedder
+from inferq.api.auth import require_auth
+from inferq.api.context import current_settings, current_storage, db, tenant_id
+from inferq.api.request_json import json_body
+from inferq.shared import registry
+from inferq.shared.errors import InferqError
+from inferq.shared.openai_embeddings import RequestError, check_dimensions, parse_request, response_body
+from inferq.shared.tasks import EMBEDDING
 
 bp = require_auth(Blueprint("embeddings", __name__, url_prefix="/v1/embeddings"))
 

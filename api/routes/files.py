@@ -11,19 +11,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from api.auth import require_auth
-from api.context import current_settings, current_storage, db, plausible_id, tenant_id
-from api.idempotency import Idempotency, create_once, header_key, request_hash
-from api.pagination import list_body, page_request, paginate
-from api.serializers import file_object
-from api.text_ints import int_from_text
-from api.uploads import FormPart, MultipartReader, PartStream, clean_filename
-from shared import keys, records, retention
-from shared.errors import Conflict, InvalidRequest, NotFound
-from shared.ids import new_id
-from shared.models import File, utcnow
-from shared.settings import MAX_RETENTION_DAYS
-from shared.storage import Storage, StorageError
+from inferq.api.auth import require_auth
+from inferq.api.context import current_settings, current_storage, db, plausible_id, tenant_id
+from inferq.api.idempotency import Idempotency, create_once, header_key, request_hash
+from inferq.api.pagination import list_body, page_request, paginate
+from inferq.api.serializers import file_object
+from inferq.api.text_ints import int_from_text
+from inferq.api.uploads import FormPart, MultipartReader, PartStream, clean_filename
+from inferq.shared import keys, records, retention
+from inferq.shared.errors import Conflict, InvalidRequest, NotFound
+from inferq.shared.ids import new_id
+from inferq.shared.models import File, utcnow
+from inferq.shared.settings import MAX_RETENTION_DAYS
+from inferq.shared.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 

@@ -10,25 +10,25 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from api import dry_run, merged_results, model_refs, partial_results, retry
-from api.auth import require_auth
-from api.context import current_settings, current_storage, db, plausible_id, read_db, tenant_id
-from api.idempotency import header_key
-from api.job_rows import create_job_once, insert_job
-from api.job_specs import PredictSpec, check_job_type, parse_predict
-from api.labelled_jobs import submit_evaluate, submit_train
-from api.limits import check_live_jobs
-from api.pagination import int_cursor, list_body, page_request, paginate, parse_limit
-from api.request_json import json_body
-from api.routes.files import CONTENT_TYPES, content_response
-from api.serializers import event_object, job_object
-from api.webhook_targets import check_webhook_url
-from shared import jobs, keys, queue, retention, throughput
-from shared.errors import Conflict, InvalidRequest, NotFound, Unprocessable
-from shared.ids import new_id
-from shared.models import File, Job, JobEvent
-from shared.states import TERMINAL, JobStatus
-from shared.tasks import input_fields
+from inferq.api import dry_run, merged_results, model_refs, partial_results, retry
+from inferq.api.auth import require_auth
+from inferq.api.context import current_settings, current_storage, db, plausible_id, read_db, tenant_id
+from inferq.api.idempotency import header_key
+from inferq.api.job_rows import create_job_once, insert_job
+from inferq.api.job_specs import PredictSpec, check_job_type, parse_predict
+from inferq.api.labelled_jobs import submit_evaluate, submit_train
+from inferq.api.limits import check_live_jobs
+from inferq.api.pagination import int_cursor, list_body, page_request, paginate, parse_limit
+from inferq.api.request_json import json_body
+from inferq.api.routes.files import CONTENT_TYPES, content_response
+from inferq.api.serializers import event_object, job_object
+from inferq.api.webhook_targets import check_webhook_url
+from inferq.shared import jobs, keys, queue, retention, throughput
+from inferq.shared.errors import Conflict, InvalidRequest, NotFound, Unprocessable
+from inferq.shared.ids import new_id
+from inferq.shared.models import File, Job, JobEvent
+from inferq.shared.states import TERMINAL, JobStatus
+from inferq.shared.tasks import input_fields
 
 log = logging.getLogger(__name__)
 

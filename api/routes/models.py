@@ -9,15 +9,20 @@ from flask import Blueprint
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from api.auth import require_auth
-from api.context import current_storage, db, tenant_id
-from api.pagination import list_body
-from api.serializers import builtin_model_object, builtin_version_object, tenant_model_object, version_object
-from shared.errors import Conflict, InvalidRequest, NotFound
-from shared.models import Job, Model, ModelVersion
-from shared.registry import BUILTINS, parse_ref
-from shared.states import LIVE
-from shared.storage import StorageError, delete_prefix
+from inferq.api.auth import require_auth
+from inferq.api.context import current_storage, db, tenant_id
+from inferq.api.pagination import list_body
+from inferq.api.serializers import (
+    builtin_model_object,
+    builtin_version_object,
+    tenant_model_object,
+    version_object,
+)
+from inferq.shared.errors import Conflict, InvalidRequest, NotFound
+from inferq.shared.models import Job, Model, ModelVersion
+from inferq.shared.registry import BUILTINS, parse_ref
+from inferq.shared.states import LIVE
+from inferq.shared.storage import StorageError, delete_prefix
 
 log = logging.getLogger(__name__)
 

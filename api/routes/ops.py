@@ -9,13 +9,13 @@ from typing import Any
 from flask import Blueprint, Response
 from sqlalchemy import text
 
-from api.context import current_settings
-from api.metrics import current_metrics
-from api.openapi import docs_html, openapi_document
-from shared import reconciler_state
-from shared.db import get_engine
-from shared.queue import ping_broker
-from shared.storage import get_storage
+from inferq.api.context import current_settings
+from inferq.api.metrics import current_metrics
+from inferq.api.openapi import docs_html, openapi_document
+from inferq.shared import reconciler_state
+from inferq.shared.db import get_engine
+from inferq.shared.queue import ping_broker
+from inferq.shared.storage import get_storage
 
 bp = Blueprint("ops", __name__)
 

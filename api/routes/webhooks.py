@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import Blueprint
 
-from api.auth import require_auth
-from api.context import db, tenant_id
-from shared import webhooks
-from shared.webhook_signature import SIGNATURE_VERSION
+from inferq.api.auth import require_auth
+from inferq.api.context import db, tenant_id
+from inferq.shared import webhooks
+from inferq.shared.webhook_signature import SIGNATURE_VERSION
 
 bp = require_auth(Blueprint("webhooks", __name__, url_prefix="/v1/webhook_secret"))
 

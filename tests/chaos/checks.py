@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from shared import keys
-from shared.storage import get_storage
+from inferq.shared import keys
+from inferq.shared.storage import get_storage
 from tests.chaos.conftest import Stack, Submitted
 
 EMBEDDING_SIZE = 384  # minilm-l6

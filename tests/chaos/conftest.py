@@ -50,13 +50,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from api.app import create_app
-from shared.db import dispose_engines, session_scope
-from shared.migrate import upgrade
-from shared.models import Job, JobEvent, JobPart
-from shared.settings import Settings
-from shared.storage import S3Storage, get_storage
-from shared.tenants import create_tenant_key
+from inferq.api.app import create_app
+from inferq.shared.db import dispose_engines, session_scope
+from inferq.shared.migrate import upgrade
+from inferq.shared.models import Job, JobEvent, JobPart
+from inferq.shared.settings import Settings
+from inferq.shared.storage import S3Storage, get_storage
+from inferq.shared.tenants import create_tenant_key
 from tests.conftest import in_ci
 from tests.e2e.conftest import ROOT, Processes, free_port
 from tests.e2e.inputs import real_sentences

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from shared.models import JobPart
+from inferq.shared.models import JobPart
 from tests.chaos.conftest import Stack, owner_pid, parent_of
 
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared import queue
-from shared.models import JobPart, utcnow
+from inferq.shared import queue
+from inferq.shared.models import JobPart, utcnow
 from tests.chaos.checks import check_job
 from tests.chaos.conftest import Stack, wait_until
 from tests.chaos.faults import freeze_mid_part

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared import queue
-from shared.models import utcnow
+from inferq.shared import queue
+from inferq.shared.models import utcnow
 from tests.chaos.checks import check_job
 from tests.chaos.conftest import Stack, wait_until
 from tests.chaos.faults import freeze_mid_part

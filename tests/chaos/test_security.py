@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import queue
-from shared.queue import celery_config, get_celery
-from shared.settings import Settings
+from inferq.shared import queue
+from inferq.shared.queue import celery_config, get_celery
+from inferq.shared.settings import Settings
 from tests.chaos.checks import check_job
 from tests.chaos.conftest import Stack, wait_until
 from tests.e2e.conftest import ROOT

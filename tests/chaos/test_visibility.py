@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from shared.queue import celery_config
-from shared.settings import Settings, SettingsError
+from inferq.shared.queue import celery_config
+from inferq.shared.settings import Settings, SettingsError
 from tests.chaos.checks import check_job
 from tests.chaos.conftest import Stack, wait_until
 from tests.chaos.faults import freeze_mid_part

@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.db import read_scope
-from shared.models import utcnow
-from shared.reconciler_state import read_last_run
-from shared.states import TERMINAL
+from inferq.shared.db import read_scope
+from inferq.shared.models import utcnow
+from inferq.shared.reconciler_state import read_last_run
+from inferq.shared.states import TERMINAL
 from tests.chaos.checks import check_job
 from tests.chaos.conftest import FAST_ENV, Stack, Submitted, owner_pid, parent_of, wait_until
 from tests.chaos.faults import kill_mid_part

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Processes:
-    """Spawns `python -m shared.cli …` children with logs in a folder; stops them all at the end."""
+    """Spawns `python -m inferq.cli …` children with logs in a folder; stops them all at the end."""
 
     log_dir: Path
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -29,7 +29,7 @@ class Processes:
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "inferq.cli", *args],
             env=env,
             cwd=ROOT,
             stdout=log,
@@ -41,7 +41,7 @@ class Processes:
 
     def run(self, args: list[str], env: dict[str, str], timeout: float = 120) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "inferq.cli", *args],
             env=env,
             cwd=ROOT,
             capture_output=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.registry import builtin_path
+from inferq.shared.registry import builtin_path
 
 SENTENCES = Path(__file__).resolve().parents[2] / "examples" / "data" / "sentences.jsonl"
 

@@ -20,7 +20,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from shared.client import Client
+from inferq.client import Client
 from tests.e2e.conftest import Processes, free_port, wait_ready
 from tests.e2e.inputs import write_mixed_input
 

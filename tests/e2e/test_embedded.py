@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.client import Client
+from inferq.client import Client
 from tests.e2e.conftest import Processes, free_port, wait_ready
 from tests.e2e.inputs import reference_embeddings, write_mixed_input
 

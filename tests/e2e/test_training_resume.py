@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.client import Client
+from inferq.client import Client
 from tests.e2e.conftest import Processes, free_port, wait_ready
 from tests.helpers.labelled_data import sentiment_rows, write_jsonl
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
-from shared.settings import Settings
+from inferq.api.app import create_app
+from inferq.shared.settings import Settings
 from tests.e2e.conftest import Processes, free_port
 from tests.helpers.prometheus_text import metric
 
@@ -81,4 +81,6 @@ def test_a_prefork_worker_exports_its_childrens_metrics_and_json_logs(
             lines.append(json.loads(raw))
     about_job = [line for line in lines if line.get("job_id") == job_id]
     assert len({line["part_id"] for line in about_job if "part_id" in line}) == 4
-    assert {"worker.planner", "worker.runner", "worker.finalizer"} <= {line["logger"] for line in about_job}
+    assert {"inferq.worker.planner", "inferq.worker.runner", "inferq.worker.finalizer"} <= {
+        line["logger"] for line in about_job
+    }

@@ -26,11 +26,11 @@ def _status_kib(name: str) -> int:
 def measure(model_dir: Path, records: int, side: int) -> dict[str, float]:
     import torch
 
-    from shared.storage import LocalStorage
+    from inferq.shared.storage import LocalStorage
+    from inferq.worker.inference import run_predictions
+    from inferq.worker.predictors import load_predictor
+    from inferq.worker.task_formatter import TaskFormatter
     from tests.helpers.hostile_images import b64, solid_png
-    from worker.inference import run_predictions
-    from worker.predictors import load_predictor
-    from worker.task_formatter import TaskFormatter
 
     torch.set_num_threads(1)
     predictor = load_predictor("image-classification", model_dir, torch.device("cpu"), {})

@@ -8,13 +8,13 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
-from shared.db import session_scope
-from shared.models import Tenant
-from shared.registry import register_folder
-from shared.settings import Settings
-from shared.storage import get_storage
-from shared.tenants import create_tenant_key
+from inferq.api.app import create_app
+from inferq.shared.db import session_scope
+from inferq.shared.models import Tenant
+from inferq.shared.registry import register_folder
+from inferq.shared.settings import Settings
+from inferq.shared.storage import get_storage
+from inferq.shared.tenants import create_tenant_key
 
 # A test client of the app and the auth headers of one tenant.
 Http = tuple[FlaskClient, dict[str, str]]

@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.models import ApiKey, Tenant
-from shared.registry import register_folder
-from shared.storage import get_storage
-from shared.tasks import TEXT_CLASSIFICATION
-from shared.tenants import hash_key
+from inferq.shared.db import session_scope
+from inferq.shared.models import ApiKey, Tenant
+from inferq.shared.registry import register_folder
+from inferq.shared.storage import get_storage
+from inferq.shared.tasks import TEXT_CLASSIFICATION
+from inferq.shared.tenants import hash_key
 from tests.conftest import ApiClient
 from tests.integration.test_api_jobs import finish_job
 from tests.integration.test_api_models import hf_folder

@@ -15,9 +15,9 @@ from typing import Any
 
 from celery.contrib.testing.worker import TestWorkController, start_worker
 
-from shared import queue
-from shared.settings import Settings
-from worker.main import build_worker_app
+from inferq.shared import queue
+from inferq.shared.settings import Settings
+from inferq.worker.main import build_worker_app
 
 # Heartbeats every second and leases of 10 s: a part whose worker is gone is taken again quickly.
 QUICK_LEASES = {"INFERQ_HEARTBEAT_SECONDS": "1", "INFERQ_LEASE_SECONDS": "10"}

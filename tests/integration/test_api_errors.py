@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from werkzeug.test import TestResponse
 
-from api.request_json import MAX_BODY_BYTES
-from shared.settings import Settings
+from inferq.api.request_json import MAX_BODY_BYTES
+from inferq.shared.settings import Settings
 from tests.conftest import ApiClient, free_port
 
 pytestmark = pytest.mark.integration

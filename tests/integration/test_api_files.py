@@ -15,8 +15,8 @@ import httpx
 import pytest
 from waitress.server import TcpWSGIServer, create_server
 
-from shared.settings import KIB, MIB, Settings
-from shared.storage import S3Storage, get_storage
+from inferq.shared.settings import KIB, MIB, Settings
+from inferq.shared.storage import S3Storage, get_storage
 from tests.conftest import ApiClient, free_port
 from tests.helpers.tenant_resources import tenant_of_key
 
@@ -458,8 +458,8 @@ def test_the_same_idempotency_key_of_two_tenants_is_two_files(api: ApiClient) ->
 
 def test_uploads_need_a_valid_key(api: ApiClient) -> None:
     # given a key that was revoked
-    from shared.db import session_scope
-    from shared.tenants import revoke_key
+    from inferq.shared.db import session_scope
+    from inferq.shared.tenants import revoke_key
 
     revoked = api.new_key()
     with session_scope(api.settings) as session:

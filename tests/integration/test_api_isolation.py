@@ -12,8 +12,8 @@ import pytest
 from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
-from shared.db import session_scope
-from shared.tenants import revoke_key
+from inferq.shared.db import session_scope
+from inferq.shared.tenants import revoke_key
 from tests.conftest import ApiClient
 from tests.helpers.tenant_resources import TenantResources, job_bodies, make_tenant_resources
 

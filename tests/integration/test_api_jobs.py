@@ -12,14 +12,14 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from shared import jobs
-from shared.db import session_scope
-from shared.ids import new_id
-from shared.models import File, Job, JobEvent, utcnow
-from shared.queue import QUEUE_CONTROL, TASK_FINALIZE, TASK_PLAN
-from shared.settings import Settings
-from shared.states import JobStatus
-from shared.storage import get_storage
+from inferq.shared import jobs
+from inferq.shared.db import session_scope
+from inferq.shared.ids import new_id
+from inferq.shared.models import File, Job, JobEvent, utcnow
+from inferq.shared.queue import QUEUE_CONTROL, TASK_FINALIZE, TASK_PLAN
+from inferq.shared.settings import Settings
+from inferq.shared.states import JobStatus
+from inferq.shared.storage import get_storage
 from tests.conftest import ApiClient, free_port
 
 pytestmark = pytest.mark.integration

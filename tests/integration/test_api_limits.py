@@ -19,12 +19,12 @@ import redis
 from sqlalchemy import event, func, select, text
 from werkzeug.test import TestResponse
 
-from api.limits import EXTENSION, RATE_KEY_PREFIX, WINDOW_SECONDS, RateLimiter
-from shared.db import get_engine, session_scope
-from shared.models import ApiKey, Job
-from shared.settings import Settings
-from shared.storage import get_storage
-from shared.tenants import PREFIX_LENGTH, revoke_key
+from inferq.api.limits import EXTENSION, RATE_KEY_PREFIX, WINDOW_SECONDS, RateLimiter
+from inferq.shared.db import get_engine, session_scope
+from inferq.shared.models import ApiKey, Job
+from inferq.shared.settings import Settings
+from inferq.shared.storage import get_storage
+from inferq.shared.tenants import PREFIX_LENGTH, revoke_key
 from tests.conftest import ApiClient, free_port
 from tests.helpers.tenant_resources import BATCH, INPUT, LABELLED, job_bodies, tenant_of_key
 from tests.integration.test_api_models import hf_folder
@@ -89,7 +89,7 @@ def test_inferq_keys_revoke_turns_a_working_key_into_a_401(api: ApiClient, tmp_p
         "INFERQ_DATABASE_URL": api.settings.database_url,
         "INFERQ_DATA_DIR": str(tmp_path),
     }
-    cli = [sys.executable, "-m", "shared.cli"]
+    cli = [sys.executable, "-m", "inferq.cli"]
     made = subprocess.run(
         [*cli, "keys", "create", "--tenant", "acme"], env=env, capture_output=True, text=True
     )
@@ -273,8 +273,8 @@ def _tenant_files(
     api: ApiClient, headers: dict[str, str], tmp_path: Path
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """Files and a model for every job-creating body of this tenant."""
-    from shared.registry import register_folder
-    from shared.tasks import TEXT_CLASSIFICATION
+    from inferq.shared.registry import register_folder
+    from inferq.shared.tasks import TEXT_CLASSIFICATION
 
     ids = {}
     for name, data, purpose in (
@@ -326,8 +326,8 @@ def test_past_the_live_job_quota_every_submit_is_429_and_creates_nothing(
     first = api.client.get("/v1/jobs?limit=1", headers=headers).get_json()["data"][0]["id"]
     assert api.client.post(f"/v1/jobs/{first}/cancel", headers=headers).status_code == 202
     assert api.client.post(path, headers=headers, json=body).status_code == 429  # cancelling is still live
-    from shared import jobs
-    from shared.states import JobStatus
+    from inferq.shared import jobs
+    from inferq.shared.states import JobStatus
 
     with session_scope(api.settings) as session:
         assert jobs.transition(session, first, JobStatus.CANCELLED) is not None
@@ -386,7 +386,7 @@ def test_an_upload_with_too_many_records_is_422_and_stores_nothing(
 
 
 def storage_key_of(api: ApiClient, file_id: str) -> str:
-    from shared.models import File
+    from inferq.shared.models import File
 
     with session_scope(api.settings) as session:
         return str(session.execute(select(File.storage_key).where(File.id == file_id)).scalar_one())

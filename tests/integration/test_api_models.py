@@ -10,13 +10,13 @@ import pytest
 from safetensors.numpy import save_file
 from sqlalchemy import select
 
-from shared import jobs
-from shared.db import session_scope
-from shared.models import Tenant
-from shared.registry import register_folder
-from shared.states import JobStatus
-from shared.storage import get_storage
-from shared.tasks import TEXT_CLASSIFICATION
+from inferq.shared import jobs
+from inferq.shared.db import session_scope
+from inferq.shared.models import Tenant
+from inferq.shared.registry import register_folder
+from inferq.shared.states import JobStatus
+from inferq.shared.storage import get_storage
+from inferq.shared.tasks import TEXT_CLASSIFICATION
 from tests.conftest import ApiClient
 
 pytestmark = pytest.mark.integration

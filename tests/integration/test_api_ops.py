@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.settings import Settings
+from inferq.shared.settings import Settings
 from tests.conftest import ApiClient, free_port
 
 pytestmark = pytest.mark.integration

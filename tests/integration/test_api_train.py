@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.errors import InvalidRequest
-from shared.models import Job, JobPart
-from shared.registry import check_folder
+from inferq.shared.db import session_scope
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.models import Job, JobPart
+from inferq.shared.registry import check_folder
 from tests.conftest import ApiClient
 from tests.helpers.tiny_models import make_tiny_text_classifier
 

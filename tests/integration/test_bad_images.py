@@ -14,19 +14,19 @@ from typing import Any
 
 import pytest
 
-from shared.db import session_scope
-from shared.models import File, Job
-from shared.settings import Settings
-from shared.storage import get_storage
+from inferq.shared.db import session_scope
+from inferq.shared.models import File, Job
+from inferq.shared.settings import Settings
+from inferq.shared.storage import get_storage
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.planner import plan_job
+from inferq.worker.runner import part_ids_of, run_part
 from tests.helpers.hostile_images import b64, png_claiming, truncated_png
 from tests.helpers.labelled_data import stripe_rows, write_jsonl
 from tests.helpers.tenant_http import Http, register_model
 from tests.helpers.tiny_models import make_tiny_image_classifier
 from tests.helpers.worker_env import QUICK_LEASES
 from tests.integration.test_training import TENANT, submit, upload, wait_terminal
-from worker.finalizer import finalize_job
-from worker.planner import plan_job
-from worker.runner import part_ids_of, run_part
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from api import dry_run
-from shared.db import session_scope
-from shared.models import Job, JobEvent
-from shared.registry import builtin_path
+from inferq.api import dry_run
+from inferq.shared.db import session_scope
+from inferq.shared.models import Job, JobEvent
+from inferq.shared.registry import builtin_path
 from tests.conftest import ApiClient
 from tests.integration.test_api_jobs import control_messages
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from shared.db import session_scope
-from shared.models import JobPart
-from shared.settings import Settings
+from inferq.shared.db import session_scope
+from inferq.shared.models import JobPart
+from inferq.shared.settings import Settings
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.planner import plan_job
+from inferq.worker.runner import part_ids_of, run_part
 from tests.helpers.tenant_http import Http
 from tests.integration.test_retry import events, jsonl, retry, run_job, submit, upload
-from worker.finalizer import finalize_job
-from worker.planner import plan_job
-from worker.runner import part_ids_of, run_part
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from shared.settings import Settings
-from shared.storage import get_storage
+from inferq.shared.settings import Settings
+from inferq.shared.storage import get_storage
 from tests.helpers.labelled_data import png_base64, sentiment_rows, stripe_rows, write_jsonl
 from tests.helpers.tenant_http import Http, register_model, tenant_id
 from tests.helpers.tiny_models import make_tiny_image_classifier, make_tiny_text_classifier

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from transformers import AutoTokenizer
 
-from shared.settings import Settings
+from inferq.shared.settings import Settings
 from tests.helpers.labelled_data import sentiment_rows, stripe_rows, write_jsonl
 from tests.helpers.tenant_http import Http
 from tests.helpers.tiny_models import make_tiny_image_classifier, make_tiny_text_classifier

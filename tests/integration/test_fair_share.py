@@ -21,21 +21,21 @@ import redis
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from api.app import create_app
-from shared import jobs, queue
-from shared.db import get_engine, session_scope
-from shared.ids import new_id
-from shared.models import Job, JobEvent, JobPart, Tenant, utcnow
-from shared.settings import Settings
-from shared.states import JobStatus, PartStatus
+from inferq.api.app import create_app
+from inferq.shared import jobs, queue
+from inferq.shared.db import get_engine, session_scope
+from inferq.shared.ids import new_id
+from inferq.shared.models import Job, JobEvent, JobPart, Tenant, utcnow
+from inferq.shared.settings import Settings
+from inferq.shared.states import JobStatus, PartStatus
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.planner import plan_job
+from inferq.worker.runner import part_ids_of, run_part
 from tests.conftest import delete_all_rows
 from tests.e2e.inputs import write_mixed_input
 from tests.helpers.tenant_http import tenant_headers
 from tests.helpers.worker_env import QUICK_LEASES
 from tests.integration.test_worker_pipeline import submit, upload
-from worker.finalizer import finalize_job
-from worker.planner import plan_job
-from worker.runner import part_ids_of, run_part
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from werkzeug.test import TestResponse
 
-from api.request_json import MAX_DEPTH
-from shared.settings import Settings
+from inferq.api.request_json import MAX_DEPTH
+from inferq.shared.settings import Settings
+from inferq.worker.runner import run_part
 from tests.conftest import ApiClient
 from tests.helpers.tenant_http import Http
 from tests.integration.test_api_errors import error_of
 from tests.integration.test_partial_results import planned_job
-from worker.runner import run_part
 
 pytestmark = pytest.mark.integration
 

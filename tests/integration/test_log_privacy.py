@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.db import session_scope
-from shared.models import ResultCache, Tenant
-from shared.settings import Settings
-from shared.tenants import create_tenant_key
+from inferq.shared.db import session_scope
+from inferq.shared.models import ResultCache, Tenant
+from inferq.shared.settings import Settings
+from inferq.shared.tenants import create_tenant_key
 from tests.helpers.tenant_http import tenant_http
 from tests.helpers.worker_env import in_process_worker
 

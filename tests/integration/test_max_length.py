@@ -12,13 +12,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from shared.db import session_scope
-from shared.models import Job, ModelVersion
-from shared.settings import Settings
+from inferq.shared.db import session_scope
+from inferq.shared.models import Job, ModelVersion
+from inferq.shared.settings import Settings
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.planner import plan_job
+from inferq.worker.runner import part_ids_of, run_part
 from tests.helpers.tenant_http import Http
-from worker.finalizer import finalize_job
-from worker.planner import plan_job
-from worker.runner import part_ids_of, run_part
 
 pytestmark = pytest.mark.integration
 

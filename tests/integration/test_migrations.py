@@ -12,9 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, pool
 
-from shared.migrate import alembic_config, upgrade
-from shared.models import Base
-from shared.settings import Settings
+from inferq.shared.migrate import alembic_config, upgrade
+from inferq.shared.models import Base
+from inferq.shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 

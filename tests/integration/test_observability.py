@@ -16,14 +16,14 @@ import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from shared import queue, worker_presence
-from shared.logs import JsonFormatter
-from shared.settings import Settings
+from inferq.shared import queue, worker_presence
+from inferq.shared.logs import JsonFormatter
+from inferq.shared.settings import Settings
+from inferq.worker import metrics_server
 from tests.conftest import ApiClient, free_port
 from tests.helpers.prometheus_text import metric
 from tests.helpers.tenant_http import tenant_http
 from tests.helpers.worker_env import in_process_worker
-from worker import metrics_server
 
 pytestmark = pytest.mark.integration
 
@@ -115,9 +115,9 @@ def test_after_a_job_runs_the_metrics_have_its_series_and_the_json_logs_its_ids(
     # and: the JSON log lines parse, and the worker's carry the job and part ids
     lines = [json.loads(line) for line in json_log.getvalue().splitlines() if line.strip()]
     about_job = [line for line in lines if line.get("job_id") == job["id"]]
-    assert any(line["logger"] == "worker.planner" for line in about_job)
-    assert any(line["logger"] == "worker.finalizer" for line in about_job)
-    parts = [line for line in about_job if line["logger"] == "worker.runner"]
+    assert any(line["logger"] == "inferq.worker.planner" for line in about_job)
+    assert any(line["logger"] == "inferq.worker.finalizer" for line in about_job)
+    parts = [line for line in about_job if line["logger"] == "inferq.worker.runner"]
     assert len({line["part_id"] for line in parts}) == 3
     assert all(line["part_id"].startswith("part_") for line in parts)
 

@@ -18,12 +18,12 @@ import pytest
 from waitress import wasyncore
 from waitress.server import create_server
 
-from api.app import create_app
-from shared.settings import Settings
+from inferq.api.app import create_app
+from inferq.shared.settings import Settings
+from inferq.worker.finalizer import finalize_job
 from tests.conftest import free_port
 from tests.e2e.inputs import real_sentences, reference_embeddings
 from tests.helpers.tenant_http import new_tenant_key
-from worker.finalizer import finalize_job
 
 pytestmark = pytest.mark.integration
 

@@ -14,14 +14,14 @@ import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from shared.client import Client
-from shared.settings import Settings
+from inferq.client import Client
+from inferq.shared.settings import Settings
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.planner import plan_job
+from inferq.worker.runner import part_ids_of, run_part
 from tests.e2e.inputs import write_mixed_input
 from tests.helpers.tenant_http import Http
 from tests.integration.test_worker_pipeline import submit, upload
-from worker.finalizer import finalize_job
-from worker.planner import plan_job
-from worker.runner import part_ids_of, run_part
 
 pytestmark = pytest.mark.integration
 

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from shared import jobs
-from shared.db import session_scope
-from shared.jobs import Lease
-from shared.models import JobPart
-from shared.settings import Settings
+from inferq.shared import jobs
+from inferq.shared.db import session_scope
+from inferq.shared.jobs import Lease
+from inferq.shared.models import JobPart
+from inferq.shared.settings import Settings
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.runner import run_part
 from tests.helpers.tenant_http import Http
 from tests.integration.test_partial_results import drain, planned_job
-from worker.finalizer import finalize_job
-from worker.runner import run_part
 
 pytestmark = pytest.mark.integration
 

@@ -18,16 +18,16 @@ import redis
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from shared import queue
-from shared.db import get_engine, read_scope, session_scope
-from shared.models import JobPart, utcnow
-from shared.reconciler_state import read_last_run, record_run
-from shared.settings import Settings
+from inferq.shared import queue
+from inferq.shared.db import get_engine, read_scope, session_scope
+from inferq.shared.models import JobPart, utcnow
+from inferq.shared.reconciler_state import read_last_run, record_run
+from inferq.shared.settings import Settings
+from inferq.worker import reconcile_timer
+from inferq.worker.reconcile_timer import ReconcileTimer, run_if_due
+from inferq.worker.reconciler import ReconcileReport
 from tests.conftest import delete_all_rows
 from tests.helpers.tenant_http import Http
-from worker import reconcile_timer
-from worker.reconcile_timer import ReconcileTimer, run_if_due
-from worker.reconciler import ReconcileReport
 
 pytestmark = pytest.mark.integration
 
@@ -85,8 +85,8 @@ def test_the_timer_resends_a_part_whose_holder_died_and_records_the_run(
     )
     body = {"type": "predict", "task": "embedding", "model": "minilm-l6", "input_file": r.get_json()["id"]}
     job = client.post("/v1/jobs", headers=headers, json=body).get_json()
-    from worker.planner import plan_job
-    from worker.runner import part_ids_of
+    from inferq.worker.planner import plan_job
+    from inferq.worker.runner import part_ids_of
 
     plan_job(job["id"], worker_settings)
     lost = part_ids_of(worker_settings, job["id"])[0]
@@ -165,7 +165,7 @@ def test_the_timer_survives_database_errors(
         return ReconcileReport()
 
     monkeypatch.setattr(reconcile_timer, "reconcile", flaky_reconcile)
-    caplog.set_level(logging.WARNING, logger="worker.reconcile_timer")
+    caplog.set_level(logging.WARNING, logger="inferq.worker.reconcile_timer")
 
     # when: the timer ticks
     timer = running_timers(db_settings, "w1@test:1")

@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shared import keys
-from shared.db import session_scope
-from shared.models import Job, JobEvent, JobPart, Tenant
-from shared.registry import builtin_path, register_folder
-from shared.settings import Settings, get_settings
-from shared.storage import get_storage
+from inferq.shared import keys
+from inferq.shared.db import session_scope
+from inferq.shared.models import Job, JobEvent, JobPart, Tenant
+from inferq.shared.registry import builtin_path, register_folder
+from inferq.shared.settings import Settings, get_settings
+from inferq.shared.storage import get_storage
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.manifest import TOKENIZER_FILES
+from inferq.worker.planner import plan_job
+from inferq.worker.runner import part_ids_of, run_part
 from tests.conftest import ApiClient
 from tests.helpers.tiny_models import make_tiny_text_classifier
-from worker.finalizer import finalize_job
-from worker.manifest import TOKENIZER_FILES
-from worker.planner import plan_job
-from worker.runner import part_ids_of, run_part
 
 pytestmark = pytest.mark.integration
 

@@ -16,19 +16,19 @@ from flask.testing import FlaskClient
 from PIL import Image
 from sqlalchemy import func, select
 
-from api.app import create_app
-from shared.db import session_scope
-from shared.models import ResultCache, utcnow
-from shared.registry import register_folder
-from shared.settings import Settings
-from shared.storage import get_storage
-from shared.tenants import create_tenant_key
+from inferq.api.app import create_app
+from inferq.shared.db import session_scope
+from inferq.shared.models import ResultCache, utcnow
+from inferq.shared.registry import register_folder
+from inferq.shared.settings import Settings
+from inferq.shared.storage import get_storage
+from inferq.shared.tenants import create_tenant_key
+from inferq.worker import result_cache_store
 from tests.e2e.inputs import real_sentences
 from tests.helpers.tenant_http import tenant_headers, tenant_id
 from tests.helpers.tiny_models import make_tiny_image_classifier
 from tests.helpers.worker_env import QUICK_LEASES
 from tests.integration.test_worker_pipeline import submit, upload, wait_terminal
-from worker import result_cache_store
 
 pytestmark = pytest.mark.integration
 

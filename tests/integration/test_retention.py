@@ -17,18 +17,18 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from api.app import create_app
-from shared import keys
-from shared.db import session_scope
-from shared.models import File, Job, ResultCache, Tenant, utcnow
-from shared.settings import Settings
-from shared.storage import S3Storage, get_storage
-from shared.tenants import create_tenant_key
+from inferq.api.app import create_app
+from inferq.shared import keys
+from inferq.shared.db import session_scope
+from inferq.shared.models import File, Job, ResultCache, Tenant, utcnow
+from inferq.shared.settings import Settings
+from inferq.shared.storage import S3Storage, get_storage
+from inferq.shared.tenants import create_tenant_key
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.planner import plan_job
+from inferq.worker.retention import sweep
+from inferq.worker.runner import part_ids_of, run_part
 from tests.integration.test_api_jobs import finish_job
-from worker.finalizer import finalize_job
-from worker.planner import plan_job
-from worker.retention import sweep
-from worker.runner import part_ids_of, run_part
 
 pytestmark = pytest.mark.integration
 

@@ -22,19 +22,19 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 from werkzeug.serving import make_server
 
-from shared.cli import main as cli
-from shared.client import Client
-from shared.db import session_scope
-from shared.models import Job, utcnow
-from shared.settings import Settings
-from shared.storage import get_storage
+from inferq.cli import main as cli
+from inferq.client import Client
+from inferq.shared.db import session_scope
+from inferq.shared.models import Job, utcnow
+from inferq.shared.settings import Settings
+from inferq.shared.storage import get_storage
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.planner import plan_job
+from inferq.worker.reconciler import reconcile
+from inferq.worker.runner import part_ids_of, run_part
 from tests.helpers.labelled_data import png_base64, stripe_rows
 from tests.helpers.tenant_http import Http, register_model, tenant_headers, tenant_id
 from tests.helpers.tiny_models import make_tiny_image_classifier, make_tiny_text_classifier
-from worker.finalizer import finalize_job
-from worker.planner import plan_job
-from worker.reconciler import reconcile
-from worker.runner import part_ids_of, run_part
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
+from inferq.shared.settings import Settings
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.runner import run_part
 from tests.helpers.tenant_http import Http
 from tests.integration.test_partial_results import planned_job
-from worker.finalizer import finalize_job
-from worker.runner import run_part
 
 pytestmark = pytest.mark.integration
 

@@ -19,23 +19,23 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete, func, select, update
 from werkzeug.serving import make_server
 
-from api.app import create_app
-from shared import jobs, queue
-from shared.cli_client import register_client_commands
-from shared.db import session_scope
-from shared.models import Job, JobPart, Tenant, utcnow
-from shared.registry import register_folder
-from shared.settings import Settings
-from shared.states import JobStatus
-from shared.storage import get_storage
+from inferq.api.app import create_app
+from inferq.cli.client_commands import register_client_commands
+from inferq.shared import jobs, queue
+from inferq.shared.db import session_scope
+from inferq.shared.models import Job, JobPart, Tenant, utcnow
+from inferq.shared.registry import register_folder
+from inferq.shared.settings import Settings
+from inferq.shared.states import JobStatus
+from inferq.shared.storage import get_storage
+from inferq.worker.finalizer import finalize_job
+from inferq.worker.planner import plan_job
+from inferq.worker.reconciler import reconcile
 from tests.helpers.labelled_data import sentiment_rows, write_jsonl
 from tests.helpers.tenant_http import Http, tenant_headers
 from tests.helpers.tiny_models import make_tiny_text_classifier
 from tests.helpers.worker_env import in_process_worker
 from tests.integration.test_training import TENANT, events_of, upload, wait_terminal
-from worker.finalizer import finalize_job
-from worker.planner import plan_job
-from worker.reconciler import reconcile
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.models import ModelVersion
-from shared.settings import Settings
+from inferq.shared.db import session_scope
+from inferq.shared.models import ModelVersion
+from inferq.shared.settings import Settings
 from tests.helpers.labelled_data import sentiment_rows, write_jsonl
 from tests.helpers.tenant_http import Http
 

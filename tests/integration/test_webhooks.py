@@ -29,17 +29,17 @@ import redis
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from shared import egress, jobs, queue
-from shared.db import session_scope
-from shared.ids import new_id
-from shared.models import Job, JobEvent, Tenant, WebhookDelivery, utcnow
-from shared.queue_depth import queue_depths
-from shared.settings import Settings, get_settings
+from inferq.shared import egress, jobs, queue
+from inferq.shared.db import session_scope
+from inferq.shared.ids import new_id
+from inferq.shared.models import Job, JobEvent, Tenant, WebhookDelivery, utcnow
+from inferq.shared.queue_depth import queue_depths
+from inferq.shared.settings import Settings, get_settings
+from inferq.worker import webhook_pool
+from inferq.worker.reconciler import reconcile
+from inferq.worker.webhooks import deliver
 from tests.conftest import free_port
 from tests.helpers.tenant_http import tenant_headers, tenant_http
-from worker import webhook_pool
-from worker.reconciler import reconcile
-from worker.webhooks import deliver
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ import redis
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.models import Job, JobEvent, JobPart
-from shared.settings import Settings, get_settings
+from inferq.shared.db import session_scope
+from inferq.shared.models import Job, JobEvent, JobPart
+from inferq.shared.settings import Settings, get_settings
+from inferq.worker.reconciler import reconcile
 from tests.e2e.inputs import reference_embeddings, write_mixed_input
 from tests.helpers.tenant_http import Http, register_model
 from tests.helpers.tiny_models import make_tiny_text_classifier
-from worker.reconciler import reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -160,9 +160,9 @@ def test_cancel_keeps_finished_parts_and_skips_the_rest(
     path, texts, _ = write_mixed_input(tmp_path / "in.jsonl", records=120, broken_every=1000)
     file_id = upload(client, headers, path)
     job = submit(client, headers, task="embedding", model="minilm-l6", input_file=file_id)
-    from worker.finalizer import finalize_job
-    from worker.planner import plan_job
-    from worker.runner import part_ids_of, run_part
+    from inferq.worker.finalizer import finalize_job
+    from inferq.worker.planner import plan_job
+    from inferq.worker.runner import part_ids_of, run_part
 
     plan_job(job["id"], worker_settings)
     parts = part_ids_of(worker_settings, job["id"])
@@ -191,9 +191,9 @@ def test_duplicate_messages_do_nothing_and_lost_messages_are_resent(
     job = submit(
         client, headers, task="embedding", model="minilm-l6", input_file=upload(client, headers, path)
     )
-    from worker.finalizer import finalize_job
-    from worker.planner import plan_job
-    from worker.runner import part_ids_of, run_part
+    from inferq.worker.finalizer import finalize_job
+    from inferq.worker.planner import plan_job
+    from inferq.worker.runner import part_ids_of, run_part
 
     # given: a job planned twice (duplicate plan message) → one set of parts
     plan_job(job["id"], worker_settings)

@@ -10,13 +10,13 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from shared import queue
-from shared.after_commit import send_after_commit
-from shared.db import session_scope
-from shared.models import Tenant
-from shared.queue_depth import queue_depths
-from shared.settings import Settings
-from shared.tenants import create_tenant_key
+from inferq.shared import queue
+from inferq.shared.after_commit import send_after_commit
+from inferq.shared.db import session_scope
+from inferq.shared.models import Tenant
+from inferq.shared.queue_depth import queue_depths
+from inferq.shared.settings import Settings
+from inferq.shared.tenants import create_tenant_key
 
 
 def control_depth(settings: Settings) -> int:

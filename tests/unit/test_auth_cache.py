@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from api import auth
-from api.auth import KeyCache
+from inferq.api import auth
+from inferq.api.auth import KeyCache
 
 
 class Clock:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.batching import padded_tokens, padding_ratio, plan_batches
+from inferq.worker.batching import padded_tokens, padding_ratio, plan_batches
 
 
 def cost(lengths: list[int], batch: list[int]) -> int:
@@ -77,7 +77,7 @@ def test_padding_ratio() -> None:
 
 
 def test_job_padding_ratio_sums_the_parts() -> None:
-    from worker.finalizer import batching_metrics
+    from inferq.worker.finalizer import batching_metrics
 
     # given two parts (one bf16 part of 100 tokens in 125 slots, one of 50 in 75) and a part without stats
     parts = [
@@ -100,8 +100,8 @@ def test_job_padding_ratio_sums_the_parts() -> None:
 def test_part_size_gives_every_worker_work() -> None:
     from pathlib import Path
 
-    from shared.settings import Settings
-    from worker.planner import part_size
+    from inferq.shared.settings import Settings
+    from inferq.worker.planner import part_size
 
     settings = Settings.from_env({"INFERQ_DATA_DIR": str(Path("/nonexistent-inferq"))})
     assert settings.part_records == 2000

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
-from shared.cli_training import register_training_commands
+from inferq.cli.training_commands import register_training_commands
 
 API_KEY = "iq_test_key"
 CREATED = "2024-05-01T12:00:00Z"

@@ -22,8 +22,8 @@ from click.testing import CliRunner
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
-from shared.cli_client import register_client_commands
-from shared.client import (
+from inferq.cli.client_commands import register_client_commands
+from inferq.client import (
     ApiConnectionError,
     ApiError,
     AuthenticationError,
@@ -37,7 +37,7 @@ from shared.client import (
     WaitTimeout,
     error_from_response,
 )
-from shared.progress import (
+from inferq.progress import (
     ProgressBar,
     RateMeter,
     eta_seconds,

@@ -1,12 +1,12 @@
-"""worker.duplicate_ids: finding the records that repeat an earlier id, and turning them into errors."""
+"""inferq.worker.duplicate_ids: finding the records that repeat an earlier id, and turning them into errors."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from shared.jobs import PartSpec
-from shared.records import CSV, Record, RecordError, plan_parts
-from worker.duplicate_ids import DUPLICATE_ID, IdDigests, by_part, find_duplicates, mark_duplicates
+from inferq.shared.jobs import PartSpec
+from inferq.shared.records import CSV, Record, RecordError, plan_parts
+from inferq.worker.duplicate_ids import DUPLICATE_ID, IdDigests, by_part, find_duplicates, mark_duplicates
 
 
 def test_repeats_are_every_occurrence_after_the_first() -> None:

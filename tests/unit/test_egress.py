@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from shared import egress
-from shared.settings import Settings, SettingsError
+from inferq.shared import egress
+from inferq.shared.settings import Settings, SettingsError
 
 PUBLIC_HTTP = egress.Policy(allow_http=True)
 LOCAL_RECEIVERS = egress.Policy(allow_http=True, allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))

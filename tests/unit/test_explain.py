@@ -13,20 +13,20 @@ import torch
 from PIL import Image
 from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy alias in transformers 5
 
-from api.job_specs import parse_model_job, parse_predict
-from shared.errors import InvalidRequest
-from shared.records import dumps_line
+from inferq.api.job_specs import parse_model_job, parse_predict
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.records import dumps_line
+from inferq.worker import explain
+from inferq.worker.explain_events import explanation_event
+from inferq.worker.images import decode_image
+from inferq.worker.inference import run_predictions
+from inferq.worker.nets.image_cnn import SmallCnnConfig, SmallCnnForImageClassification
+from inferq.worker.nets.text_cnn import TextCnnConfig, TextCnnForSequenceClassification
+from inferq.worker.predictors import load_predictor
+from inferq.worker.predictors.image_classification import ImageClassificationPredictor
+from inferq.worker.predictors.text_classification import TextClassificationPredictor
 from tests.helpers.labelled_data import stripe_rows
 from tests.helpers.tiny_models import make_tiny_image_classifier, make_tiny_text_classifier
-from worker import explain
-from worker.explain_events import explanation_event
-from worker.images import decode_image
-from worker.inference import run_predictions
-from worker.nets.image_cnn import SmallCnnConfig, SmallCnnForImageClassification
-from worker.nets.text_cnn import TextCnnConfig, TextCnnForSequenceClassification
-from worker.predictors import load_predictor
-from worker.predictors.image_classification import ImageClassificationPredictor
-from worker.predictors.text_classification import TextClassificationPredictor
 
 CPU = torch.device("cpu")
 LABELS = ["negative", "neutral", "positive"]

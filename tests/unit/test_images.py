@@ -1,4 +1,4 @@
-"""worker.images: hostile images and keys are per-record `ImageError`s; pixels decode late and shrunk."""
+"""inferq.worker.images: hostile images and keys are per-record `ImageError`s; pixels decode late and shrunk."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.storage import LocalStorage
-from tests.helpers.hostile_images import b64, png_claiming, solid_png, truncated_png
-from worker.images import (
+from inferq.shared.storage import LocalStorage
+from inferq.worker.images import (
     ImageError,
     base64_source,
     image_key_source,
@@ -19,7 +18,8 @@ from worker.images import (
     probe,
     tenant_image_key,
 )
-from worker.task_formatter import TaskFormatter
+from inferq.worker.task_formatter import TaskFormatter
+from tests.helpers.hostile_images import b64, png_claiming, solid_png, truncated_png
 
 TENANT = "ten_a"
 

@@ -6,15 +6,14 @@ import subprocess
 import sys
 
 import inferq
-
-import shared.client
+import inferq.client
 
 
 def test_the_package_exposes_the_client_and_its_errors() -> None:
-    assert inferq.Client is shared.client.Client
+    assert inferq.Client is inferq.client.Client
     assert issubclass(inferq.NotFoundError, inferq.ApiError)
     assert issubclass(inferq.ApiError, inferq.ClientError)
-    assert inferq.Job is shared.client.Job
+    assert inferq.Job is inferq.client.Job
     assert set(inferq.__all__) <= set(dir(inferq))
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from worker.launcher import Supervisor, child_command, child_envs, detect_gpu_count, gpu_ids
+from inferq.worker.launcher import Supervisor, child_command, child_envs, detect_gpu_count, gpu_ids
 
 
 def test_all_gpus_become_one_pinned_child_each() -> None:
@@ -35,7 +35,7 @@ def test_children_run_cpu_side_workers_with_only_the_first_running_beat() -> Non
     first = child_command("control,inference", "w-gpu0", beat=True)
     second = child_command("control,inference", "w-gpu1", beat=False)
     # then: each child is a plain worker (it never spawns more) and one beat runs
-    assert first[:3] == [sys.executable, "-m", "shared.cli"]
+    assert first[:3] == [sys.executable, "-m", "inferq.cli"]
     assert first[first.index("--gpus") + 1] == "none"
     assert "--beat" in first and "--beat" not in second
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from shared.model_limits import TokenLimits, limits_of, read_limits
-from shared.registry import ResolvedModel
+from inferq.shared.model_limits import TokenLimits, limits_of, read_limits
+from inferq.shared.registry import ResolvedModel
 
 BERT_TEMPLATE = {
     "type": "TemplateProcessing",

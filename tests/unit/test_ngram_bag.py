@@ -10,17 +10,17 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from worker import explain, nets
-from worker.inference import run_predictions
-from worker.nets.ngram_bag import (
+from inferq.worker import explain, nets
+from inferq.worker.inference import run_predictions
+from inferq.worker.nets.ngram_bag import (
     NgramBagConfig,
     NgramBagForSequenceClassification,
     learn_ngrams,
     ngram_keys,
 )
-from worker.predictors import load_predictor
-from worker.predictors.text_classification import TextClassificationPredictor
-from worker.trainables import SCRATCH_TEXT, SCRATCH_TEXT_ARCHITECTURE, TextTrainable, build_trainable
+from inferq.worker.predictors import load_predictor
+from inferq.worker.predictors.text_classification import TextClassificationPredictor
+from inferq.worker.trainables import SCRATCH_TEXT, SCRATCH_TEXT_ARCHITECTURE, TextTrainable, build_trainable
 
 LABELS = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
 TEXTS = ["这部电影非常好看", "质量太差了非常失望", "非常好", "太差了", "好看"]

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared import batch_lines
-from shared.openai_embeddings import RequestError, parse_request, response_body
-from shared.records import Record
+from inferq.shared import batch_lines
+from inferq.shared.openai_embeddings import RequestError, parse_request, response_body
+from inferq.shared.records import Record
 
 
 def line(custom_id: str | None, body: Any, url: str = "/v1/embeddings", method: str = "POST") -> bytes:

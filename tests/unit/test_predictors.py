@@ -10,12 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shared.errors import InvalidRequest
-from shared.registry import builtin_path
-from tests.e2e.inputs import real_sentences
-from tests.helpers.tiny_models import make_tiny_text_classifier
-from worker import inference
-from worker.inference import (
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.registry import builtin_path
+from inferq.worker import inference
+from inferq.worker.inference import (
     PredictionResult,
     Stopped,
     autocast_dtype,
@@ -24,9 +22,11 @@ from worker.inference import (
     resolve_device,
     run_predictions,
 )
-from worker.predictors import PREDICTORS, load_predictor, use_planless_attention
-from worker.predictors.embedding import EmbeddingPredictor
-from worker.predictors.text_classification import TextClassificationPredictor
+from inferq.worker.predictors import PREDICTORS, load_predictor, use_planless_attention
+from inferq.worker.predictors.embedding import EmbeddingPredictor
+from inferq.worker.predictors.text_classification import TextClassificationPredictor
+from tests.e2e.inputs import real_sentences
+from tests.helpers.tiny_models import make_tiny_text_classifier
 
 CPU = torch.device("cpu")
 LABELS = ["negative", "neutral", "positive"]

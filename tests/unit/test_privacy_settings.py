@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.retention import delete_after
-from shared.settings import MAX_RETENTION_DAYS, Settings, SettingsError
+from inferq.shared.retention import delete_after
+from inferq.shared.settings import MAX_RETENTION_DAYS, Settings, SettingsError
 
 S3 = {"INFERQ_STORAGE_URL": "s3://bucket/prefix"}
 

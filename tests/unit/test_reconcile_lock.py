@@ -15,19 +15,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from shared.db import get_engine, session_scope
-from shared.models import ReconcilerState, utcnow
-from shared.reconciler_state import ROW_ID, ensure_row
-from shared.settings import Settings
+from inferq.shared.db import get_engine, session_scope
+from inferq.shared.models import ReconcilerState, utcnow
+from inferq.shared.reconciler_state import ROW_ID, ensure_row
+from inferq.shared.settings import Settings
+from inferq.worker.reconcile_lock import reconcile_lock
 from tests.conftest import delete_all_rows
 from tests.e2e.conftest import ROOT
-from worker.reconcile_lock import reconcile_lock
 
 # Another process: tries the lock once, prints `taken` or `busy`, and holds a taken lock for argv[3] s.
 CONTENDER = """
 import sys, time
-from shared.settings import Settings
-from worker.reconcile_lock import reconcile_lock
+from inferq.shared.settings import Settings
+from inferq.worker.reconcile_lock import reconcile_lock
 settings = Settings.from_env({"INFERQ_DATABASE_URL": sys.argv[1], "INFERQ_DATA_DIR": sys.argv[2]})
 with reconcile_lock(settings, "the other process") as taken:
     print("taken" if taken else "busy", flush=True)

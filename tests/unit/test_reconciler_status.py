@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from api.app import create_app
-from shared.cli import main as cli
-from shared.db import session_scope
-from shared.models import utcnow
-from shared.reconciler_state import record_run
-from shared.settings import Settings
+from inferq.api.app import create_app
+from inferq.cli import main as cli
+from inferq.shared.db import session_scope
+from inferq.shared.models import utcnow
+from inferq.shared.reconciler_state import record_run
+from inferq.shared.settings import Settings
 from tests.conftest import ApiClient
 from tests.helpers.prometheus_text import metric
 

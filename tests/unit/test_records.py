@@ -14,9 +14,9 @@ import numpy as np
 import orjson
 import pytest
 
-from shared.errors import TooLarge, Unprocessable, UnsupportedMediaType
-from shared.jobs import PartSpec
-from shared.records import (
+from inferq.shared.errors import TooLarge, Unprocessable, UnsupportedMediaType
+from inferq.shared.jobs import PartSpec
+from inferq.shared.records import (
     BOM,
     Record,
     RecordError,

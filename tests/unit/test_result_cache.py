@@ -12,11 +12,11 @@ import orjson
 import pytest
 from PIL import Image
 
-from shared.records import Record, dumps_line
-from shared.registry import BUILTINS, ResolvedModel
-from worker import result_cache_store
-from worker.images import decode_base64_image
-from worker.result_cache import (
+from inferq.shared.records import Record, dumps_line
+from inferq.shared.registry import BUILTINS, ResolvedModel
+from inferq.worker import result_cache_store
+from inferq.worker.images import decode_base64_image
+from inferq.worker.result_cache import (
     KeySpace,
     cache_message,
     cache_metrics,

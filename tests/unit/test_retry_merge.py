@@ -7,8 +7,8 @@ import random
 
 import orjson
 
-from shared.records import parse_part
-from shared.retry_merge import (
+from inferq.shared.records import parse_part
+from inferq.shared.retry_merge import (
     Fill,
     PartRange,
     Slot,
@@ -22,8 +22,8 @@ from shared.retry_merge import (
     slot_line,
     split_lines,
 )
-from shared.states import PartStatus
-from worker.retry_input import (
+from inferq.shared.states import PartStatus
+from inferq.worker.retry_input import (
     ParentPart,
     RetryWriter,
     Stretch,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import (
+from inferq.shared.settings import (
     GIB,
     Settings,
     SettingsError,

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from api.app import create_app
-from api.startup import freeze_heap, warm_up
-from shared.settings import Settings
+from inferq.api.app import create_app
+from inferq.api.startup import freeze_heap, warm_up
+from inferq.shared.settings import Settings
 
 
 @pytest.fixture

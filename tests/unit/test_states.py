@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from shared import jobs
-from shared.db import session_scope
-from shared.ids import new_id
-from shared.jobs import Lease, PartSpec
-from shared.models import Job, JobEvent, JobPart, Tenant, utcnow
-from shared.settings import Settings
-from shared.states import ALLOWED, LIVE, TERMINAL, WORKING, JobStatus, can_move, sources_of
+from inferq.shared import jobs
+from inferq.shared.db import session_scope
+from inferq.shared.ids import new_id
+from inferq.shared.jobs import Lease, PartSpec
+from inferq.shared.models import Job, JobEvent, JobPart, Tenant, utcnow
+from inferq.shared.settings import Settings
+from inferq.shared.states import ALLOWED, LIVE, TERMINAL, WORKING, JobStatus, can_move, sources_of
 
 LEASE_SECONDS = 60
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from worker import nets
-from worker.nets.text_cnn import TextCnnConfig, TextCnnForSequenceClassification
+from inferq.worker import nets
+from inferq.worker.nets.text_cnn import TextCnnConfig, TextCnnForSequenceClassification
 
 LABELS = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
 # What train jobs from scratch built before the n-gram bag: hashed 1-3-grams, no convolutions.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from shared.models import Job
-from shared.throughput import PartSample, measure, overall_throughput
+from inferq.shared.models import Job
+from inferq.shared.throughput import PartSample, measure, overall_throughput
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from api.routes.ui import STATIC_DIR
-from shared.settings import Settings
+from inferq.api.routes.ui import STATIC_DIR
+from inferq.shared.settings import Settings
 from tests.conftest import ApiClient
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from shared.webhook_signature import WebhookVerificationError, headers, new_secret, sign, verify
-from shared.webhooks import MAX_BACKOFF_SECONDS, backoff_seconds
+from inferq.shared.webhook_signature import WebhookVerificationError, headers, new_secret, sign, verify
+from inferq.shared.webhooks import MAX_BACKOFF_SECONDS, backoff_seconds
 
 # The example of the Standard Webhooks reference libraries.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -11,9 +11,9 @@ import threading
 
 from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
 
-from worker.nets.image_cnn import SmallCnnConfig, SmallCnnForImageClassification
-from worker.nets.ngram_bag import NgramBagConfig, NgramBagForSequenceClassification
-from worker.nets.text_cnn import TextCnnConfig, TextCnnForSequenceClassification
+from inferq.worker.nets.image_cnn import SmallCnnConfig, SmallCnnForImageClassification
+from inferq.worker.nets.ngram_bag import NgramBagConfig, NgramBagForSequenceClassification
+from inferq.worker.nets.text_cnn import TextCnnConfig, TextCnnForSequenceClassification
 
 _lock = threading.Lock()
 _registered = False

@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
-from shared.errors import InvalidRequest
-from worker import nets
-from worker.predictors.base import Predictor, Prepared
-from worker.predictors.embedding import EmbeddingPredictor
-from worker.predictors.image_classification import ImageClassificationPredictor
-from worker.predictors.text_classification import TextClassificationPredictor
+from inferq.shared.errors import InvalidRequest
+from inferq.worker import nets
+from inferq.worker.predictors.base import Predictor, Prepared
+from inferq.worker.predictors.embedding import EmbeddingPredictor
+from inferq.worker.predictors.image_classification import ImageClassificationPredictor
+from inferq.worker.predictors.text_classification import TextClassificationPredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
     EmbeddingPredictor.task: EmbeddingPredictor,

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from shared.errors import InvalidRequest
-from shared.model_limits import TokenLimits, position_limit
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.model_limits import TokenLimits, position_limit
 
 log = logging.getLogger(__name__)
 

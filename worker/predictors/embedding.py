@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel
 
-from shared.errors import InvalidRequest
-from shared.tasks import EMBEDDING
-from worker.predictors.base import TextPredictor, read_json
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.tasks import EMBEDDING
+from inferq.worker.predictors.base import TextPredictor, read_json
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from shared.errors import InvalidRequest
-from shared.tasks import IMAGE_CLASSIFICATION
-from worker import explain, nets
-from worker.images import model_image, processor_fit
-from worker.predictors.base import Predictor, Prepared, int_param, to_device
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.tasks import IMAGE_CLASSIFICATION
+from inferq.worker import explain, nets
+from inferq.worker.images import model_image, processor_fit
+from inferq.worker.predictors.base import Predictor, Prepared, int_param, to_device
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from shared.errors import InvalidRequest
-from shared.tasks import TEXT_CLASSIFICATION
-from worker import explain
-from worker.predictors.base import TextPredictor, int_param
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.tasks import TEXT_CLASSIFICATION
+from inferq.worker import explain
+from inferq.worker.predictors.base import TextPredictor, int_param
 
 log = logging.getLogger(__name__)
 

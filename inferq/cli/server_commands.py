@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 
-from shared.settings import SettingsError, get_settings
+from inferq.shared.settings import SettingsError, get_settings
 
 log = logging.getLogger(__name__)
 
 
 def _setup_logging(level: str = "INFO") -> None:
-    from shared.logs import configure_logging
+    from inferq.shared.logs import configure_logging
 
     configure_logging(level, json_logs=get_settings().log_json)
 
@@ -35,7 +35,7 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply the Alembic migrations up to the newest."""
-    from shared.migrate import upgrade
+    from inferq.shared.migrate import upgrade
 
     _settings_or_exit()
     upgrade()
@@ -51,9 +51,9 @@ def keys_group() -> None:
 @click.option("--tenant", required=True, help="Tenant name; created if it does not exist.")
 def keys_create(tenant: str) -> None:
     """Create an API key for TENANT and print it alone on stdout (it is stored only as a hash)."""
-    from shared.db import session_scope
-    from shared.migrate import upgrade
-    from shared.tenants import create_tenant_key
+    from inferq.shared.db import session_scope
+    from inferq.shared.migrate import upgrade
+    from inferq.shared.tenants import create_tenant_key
 
     _settings_or_exit()
     upgrade()
@@ -66,8 +66,8 @@ def keys_create(tenant: str) -> None:
 @click.argument("key")
 def keys_revoke(key: str) -> None:
     """Revoke an API key (the key itself or its prefix)."""
-    from shared.db import session_scope
-    from shared.tenants import revoke_key
+    from inferq.shared.db import session_scope
+    from inferq.shared.tenants import revoke_key
 
     _settings_or_exit()
     with session_scope() as session:
@@ -93,11 +93,11 @@ def models_import(folder: Path, name: str, task: str, tenant: str) -> None:
     """Register a local Hugging Face folder (safetensors weights only) as NAME:N and print NAME:N."""
     from sqlalchemy import select
 
-    from shared.db import session_scope
-    from shared.errors import InferqError
-    from shared.models import Tenant
-    from shared.registry import register_folder
-    from shared.storage import get_storage
+    from inferq.shared.db import session_scope
+    from inferq.shared.errors import InferqError
+    from inferq.shared.models import Tenant
+    from inferq.shared.registry import register_folder
+    from inferq.shared.storage import get_storage
 
     _settings_or_exit()
     with session_scope() as session:
@@ -126,9 +126,9 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     """Run the HTTP API (waitress)."""
     import waitress
 
-    from api.app import create_app
-    from api.startup import prepare_to_serve
-    from api.uploads import return_large_buffers_to_os
+    from inferq.api.app import create_app
+    from inferq.api.startup import prepare_to_serve
+    from inferq.api.uploads import return_large_buffers_to_os
 
     _settings_or_exit()
     _setup_logging()
@@ -168,7 +168,7 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(gpus: str, queues: str, name: str | None, concurrency: int, beat: bool, loglevel: str) -> None:
     """Run workers: one process per GPU with CUDA_VISIBLE_DEVICES pinned, or CPU workers without GPUs."""
-    from worker.launcher import detect_gpu_count, gpu_ids, launch_gpu_workers
+    from inferq.worker.launcher import detect_gpu_count, gpu_ids, launch_gpu_workers
 
     _settings_or_exit()
     _setup_logging(loglevel)
@@ -178,7 +178,7 @@ def worker(gpus: str, queues: str, name: str | None, concurrency: int, beat: boo
         raise click.ClickException(str(e)) from e
     if ids and "CUDA_VISIBLE_DEVICES" not in os.environ:
         sys.exit(launch_gpu_workers(ids, queues, name or "inferq", beat, concurrency))
-    from worker.main import run_worker
+    from inferq.worker.main import run_worker
 
     run_worker(
         get_settings(),
@@ -196,8 +196,8 @@ def worker(gpus: str, queues: str, name: str | None, concurrency: int, beat: boo
 @click.option("--workers", default=1, show_default=True, type=int, help="CPU/GPU worker processes.")
 def up(host: str, port: int, workers: int) -> None:
     """Run the API and workers together in the foreground (Ctrl-C stops all)."""
-    from shared.migrate import upgrade
-    from worker.launcher import Supervisor
+    from inferq.shared.migrate import upgrade
+    from inferq.worker.launcher import Supervisor
 
     _settings_or_exit()
     _setup_logging()
@@ -207,7 +207,7 @@ def up(host: str, port: int, workers: int) -> None:
     env.setdefault("INFERQ_DATA_DIR", str(settings.data_dir))
     if "INFERQ_TORCH_THREADS" not in env:
         env["INFERQ_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
-    base = [sys.executable, "-m", "shared.cli"]
+    base = [sys.executable, "-m", "inferq.cli"]
     commands: list[tuple[list[str], dict[str, str]]] = [
         ([*base, "serve", "--host", host, "--port", str(port)], env)
     ]

@@ -8,12 +8,12 @@
         for row in client.iter_results(job.id):
             ...
 
-The code lives in `shared/client.py` (still importable as `shared.client`); this package is its public
+The code lives in `shared/client.py` (still importable as `inferq.client`); this package is its public
 name, mapped from `shared/inferq/` by the packaging (pyproject.toml). `verify_webhook` checks the
 signature of a webhook inferq sent (`shared/webhook_signature.py`).
 """
 
-from shared.client import (
+from inferq.client import (
     ApiConnectionError,
     ApiError,
     AuthenticationError,
@@ -34,8 +34,8 @@ from shared.client import (
     UnsupportedMediaTypeError,
     WaitTimeout,
 )
-from shared.webhook_signature import WebhookVerificationError
-from shared.webhook_signature import verify as verify_webhook
+from inferq.shared.webhook_signature import WebhookVerificationError
+from inferq.shared.webhook_signature import verify as verify_webhook
 
 __all__ = [
     "ApiConnectionError",

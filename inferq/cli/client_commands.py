@@ -1,7 +1,7 @@
 """Client commands of the CLI: submit, status (of a job or the deployment), wait, download, cancel,
 retry, jobs, events.
 
-Each talks to a running server through `shared.client.Client`. The server and the key come from
+Each talks to a running server through `inferq.client.Client`. The server and the key come from
 `--url` / `--api-key` or the INFERQ_URL / INFERQ_API_KEY environment variables, read when the
 command runs. Errors print `error: <code>: <message>` on stderr and exit 1.
 """
@@ -17,9 +17,9 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import orjson
 
-from shared.cli_status import deployment_lines
-from shared.client import Client, ClientError, Job
-from shared.progress import ProgressBar, short_status, summarize
+from inferq.client import Client, ClientError, Job
+from inferq.progress import ProgressBar, short_status, summarize
+from inferq.shared.cli_status import deployment_lines
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILED = 1

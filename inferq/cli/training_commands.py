@@ -1,6 +1,6 @@
 """Client commands for training: `inferq train`, `inferq evaluate`, `inferq models list|show|delete`.
 
-Over HTTP like the other client commands (`shared.cli_client`); `inferq models import` (server side)
+Over HTTP like the other client commands (`inferq.cli.client_commands`); `inferq models import` (server side)
 lives in the same `models` group.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from shared.cli_client import (
+from inferq.cli.client_commands import (
     client_options,
     dumps,
     exit_status,
@@ -19,7 +19,7 @@ from shared.cli_client import (
     parse_pairs,
     reports_errors,
 )
-from shared.progress import summarize
+from inferq.progress import summarize
 
 TASKS = click.Choice(["text-classification", "image-classification"])
 

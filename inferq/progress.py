@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from shared.client import Job
+from inferq.client import Job
 
 BAR_WIDTH = 24
 RATE_WINDOW_SECONDS = 30.0

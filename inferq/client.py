@@ -1,6 +1,6 @@
 """A typed Python client for the inferq HTTP API (see docs/API.md).
 
-    from shared.client import Client
+    from inferq.client import Client
 
     with Client("http://127.0.0.1:8000", api_key) as client:
         job = client.submit_file("sentences.jsonl", task="embedding", model="minilm-l6")

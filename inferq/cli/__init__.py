@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from shared.cli_client import register_client_commands
-from shared.cli_server import models_group, register_server_commands
-from shared.cli_training import register_training_commands
+from inferq.cli.client_commands import register_client_commands
+from inferq.cli.server_commands import models_group, register_server_commands
+from inferq.cli.training_commands import register_training_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
