@@ -7,10 +7,11 @@ WORKDIR /app
 ARG TORCH_SPEC=torch==2.13.0
 RUN pip install "$TORCH_SPEC"
 COPY pyproject.toml README.md ./
+COPY inferq inferq
 COPY api api
 COPY shared shared
 COPY worker worker
 COPY migrations migrations
-RUN pip install -e .
+RUN pip install ".[worker]"
 EXPOSE 8000
 CMD ["inferq", "serve", "--host", "0.0.0.0", "--port", "8000"]

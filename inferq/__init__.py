@@ -8,8 +8,9 @@
         for row in client.iter_results(job.id):
             ...
 
-The code lives in `shared/client.py` (still importable as `inferq.client`); this package is its public
-name, mapped from `shared/inferq/` by the packaging (pyproject.toml). `verify_webhook` checks the
+The code lives in `inferq/client.py`; the bare install (`pip install inferq`) needs only httpx, orjson and
+click. The service installs under this namespace too (`inferq.api`, `inferq.shared`, `inferq.worker`,
+`inferq.migrations`: the extras `server` and `worker`). `verify_webhook` checks the
 signature of a webhook inferq sent (`shared/webhook_signature.py`).
 """
 

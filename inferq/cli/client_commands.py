@@ -17,9 +17,9 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import orjson
 
+from inferq.cli.status import deployment_lines
 from inferq.client import Client, ClientError, Job
 from inferq.progress import ProgressBar, short_status, summarize
-from inferq.shared.cli_status import deployment_lines
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILED = 1

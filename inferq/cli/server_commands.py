@@ -1,11 +1,18 @@
-"""Server commands of the CLI: up, serve, worker, db upgrade, keys, models import."""
+"""Server commands of the CLI: up, serve, worker, db upgrade, keys, models import.
+
+They need the service's libraries (`pip install 'inferq[server]'`, or `[worker]` for the workers); the bare
+install has only the client half, and these commands then say which extra to install.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -235,6 +242,35 @@ def up(host: str, port: int, workers: int) -> None:
     sys.exit(Supervisor(commands).run())
 
 
+def needs_extra(extra: str, command: click.Command) -> None:
+    """Make `command` answer a missing service library with the extra to install, not a traceback."""
+    callback = command.callback
+    assert callback is not None
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] == "inferq":
+                raise
+            raise click.ClickException(
+                f"`inferq {command.name}` needs the {extra} extra ({e.name} is not installed): "
+                f"pip install 'inferq[{extra}]'"
+            ) from e
+
+    command.callback = run
+
+
+EXTRAS: list[tuple[str, Callable[[], list[click.Command]]]] = [
+    ("server", lambda: [*db_group.commands.values(), *keys_group.commands.values(), serve]),
+    ("worker", lambda: [models_group.commands["import"], worker, up]),
+]
+
+
 def register_server_commands(group: click.Group) -> None:
+    for extra, commands in EXTRAS:
+        for command in commands():
+            needs_extra(extra, command)
     for command in (db_group, keys_group, models_group, serve, worker, up):
         group.add_command(command)

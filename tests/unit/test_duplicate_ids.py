@@ -1,4 +1,4 @@
-"""inferq.worker.duplicate_ids: finding the records that repeat an earlier id, and turning them into errors."""
+"""worker/duplicate_ids.py: finding the records that repeat an earlier id, and turning them into errors."""
 
 from __future__ import annotations
 

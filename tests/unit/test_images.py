@@ -1,4 +1,4 @@
-"""inferq.worker.images: hostile images and keys are per-record `ImageError`s; pixels decode late and shrunk."""
+"""worker/images.py: hostile images and keys are per-record `ImageError`s; pixels decode late and shrunk."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`import inferq` is the Python client (shared/client.py), as installed by `pip install -e .`."""
+"""`import inferq` is the Python client (inferq/client.py), as installed by `pip install -e .`."""
 
 from __future__ import annotations
 

@@ -73,10 +73,10 @@ def test_the_script_never_turns_strings_into_html() -> None:
 
 
 def test_the_static_files_are_package_data() -> None:
-    # given: the package-data patterns of `api` (tomllib: Python 3.11+)
+    # given: the package-data patterns of `inferq.api` (tomllib: Python 3.11+)
     tomllib = pytest.importorskip("tomllib")
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["api"]
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["inferq.api"]
 
     # when
     files = sorted(p.relative_to(ROOT / "api").as_posix() for p in STATIC_DIR.iterdir() if p.is_file())
