@@ -15,9 +15,10 @@ from inferq.shared.db import read_scope
 from inferq.shared.models import utcnow
 from inferq.shared.reconciler_state import read_last_run
 from inferq.shared.states import TERMINAL
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import FAST_ENV, Stack, Submitted, owner_pid, parent_of, wait_until
-from tests.chaos.faults import kill_mid_part
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_faults import kill_mid_part
+from tests.helpers.chaos_servers import wait_until
+from tests.helpers.chaos_stack import FAST_ENV, Stack, Submitted, owner_pid, parent_of
 from tests.helpers.hostile_images import b64, png_claiming, solid_png, truncated_png
 from tests.helpers.tenant_http import register_model
 from tests.helpers.tiny_models import make_tiny_image_classifier
