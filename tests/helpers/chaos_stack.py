@@ -137,12 +137,16 @@ class Stack:
     # -- jobs
     def submit(self, records: int = 200, **body: Any) -> Submitted:
         """Upload `records` real sentences (ids r00000…) and submit an embedding job on them."""
-        path = self.tmp_path / f"input-{uuid.uuid4().hex[:8]}.jsonl"
         texts = real_sentences(records)
         assert len(texts) == records
-        ids = [f"r{i:05d}" for i in range(records)]
-        lines = (json.dumps({"id": rid, "text": text}) + "\n" for rid, text in zip(ids, texts, strict=True))
-        path.write_text("".join(lines), "utf-8")
+        rows = [{"id": f"r{i:05d}", "text": text} for i, text in enumerate(texts)]
+        return self.submit_rows(rows, **{"task": "embedding", "model": "minilm-l6", **body})
+
+    def submit_rows(self, rows: list[dict[str, Any]], **body: Any) -> Submitted:
+        """Upload `rows` (each with its `id`) as a JSONL input file and submit a predict job on it with
+        `body` (task, model, …); both must be accepted."""
+        path = self.tmp_path / f"input-{uuid.uuid4().hex[:8]}.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), "utf-8")
         r = self.http.post(
             "/v1/files",
             headers=self.headers,
@@ -150,10 +154,10 @@ class Stack:
             content_type="multipart/form-data",
         )
         assert r.status_code == 201, r.get_json()
-        body = {"type": "predict", "task": "embedding", "model": "minilm-l6", **body}
-        r = self.http.post("/v1/jobs", headers=self.headers, json={**body, "input_file": r.get_json()["id"]})
+        job = {"type": "predict", **body, "input_file": r.get_json()["id"]}
+        r = self.http.post("/v1/jobs", headers=self.headers, json=job)
         assert r.status_code == 202, r.get_json()
-        return Submitted(job_id=r.get_json()["id"], ids=ids, path=path)
+        return Submitted(job_id=r.get_json()["id"], ids=[str(row["id"]) for row in rows], path=path)
 
     def job(self, job_id: str) -> Job:
         with session_scope(self.settings) as session:
