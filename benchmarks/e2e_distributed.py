@@ -13,7 +13,9 @@
 3. Checks every output line (count, order) and the cosine of 200 vectors to fp32; sums the per-part
    breakdown of the `part_done` events; reads the job's `metrics.padding_ratio`.
 Prints the ratios against the issue's targets, appends to RESULTS.md, and draws
-benchmarks/results/throughput.png (matplotlib) from this run and the last direct_loops.json.
+benchmarks/results/throughput.png (matplotlib) from this run (saved as e2e.json) and the last saved runs of
+direct_loops.py (batch 1 and the in-order HF loop) and ray_data.py (`--chart-only` redraws it from those
+three files; README's Performance table names the run of every bar).
 """
 
 from __future__ import annotations

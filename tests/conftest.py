@@ -51,79 +51,53 @@ Usage::
         r = api.upload(headers, b'{"text": "hi"}\\n', filename="in.jsonl")
         assert r.status_code == 201
 
-(``from tests.conftest import ApiClient`` for the type.) The app only ever uses the `Settings` it was
-given, never ``get_settings()``; code that reads the environment (the worker's) needs its own
-monkeypatching: ``make_worker_settings``.
+(``from tests.helpers.api_client import ApiClient`` for the type.) This file holds fixtures only; what
+they use is in ``tests/helpers/`` (`services`: where the servers are, skip or fail, cleanup; `api_client`).
+The app only ever uses the `Settings` it was given, never ``get_settings()``; code that reads the
+environment (the worker's) needs its own monkeypatching: ``make_worker_settings``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
-import httpx
 import psycopg
 import pytest
 import redis
 from celery.contrib.testing.worker import TestWorkController
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import make_url
-from werkzeug.test import TestResponse
 
-from inferq.api.app import create_app
 from inferq.shared import queue
-from inferq.shared.db import get_engine, session_scope
+from inferq.shared.db import get_engine
 from inferq.shared.migrate import upgrade
-from inferq.shared.models import Base
 from inferq.shared.settings import Settings, get_settings, reset_settings_cache
-from inferq.shared.storage import S3Storage, StorageError, get_storage
-from inferq.shared.tenants import create_tenant_key
-from tests.helpers.ports import free_port as free_port  # re-exported: tests import it from here
+from inferq.shared.storage import S3Storage, get_storage
+from tests.helpers.api_client import ApiClient
+from tests.helpers.ports import free_port
+from tests.helpers.services import (
+    delete_all_rows,
+    drop_database,
+    libpq,
+    missing,
+    moto_binary,
+    postgres_admin_url,
+    redis_base_url,
+    remove_bucket,
+    require_service,
+    wait_for_moto,
+)
 from tests.helpers.tenant_http import Http, register_model, tenant_http
 from tests.helpers.worker_env import QUICK_LEASES, in_process_worker, worker_env
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 REDIS_DATABASES = range(1, 16)
 REDIS_CLAIM_PREFIX = "inferq-test:db-claim:"
 REDIS_CLAIM_SECONDS = 3600
-MOTO_START_SECONDS = 30
-
-
-# ---- services ------------------------------------------------------------------------------------
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require_service(name: str, url: str, timeout: float = 2.0) -> None:
-    """Skip the test (fail it when ``CI=true``) unless `url`'s host and port accept a TCP connection."""
-    parsed = urlparse(url)
-    host = parsed.hostname or "127.0.0.1"
-    port = parsed.port
-    if port is None:
-        raise ValueError(f"{name} URL {url!r} has no port")
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return
-    except OSError as e:
-        reason = f"{name} is not reachable at {host}:{port} ({e})"
-    if in_ci():
-        pytest.fail(f"{reason}; CI=true, so a missing service is a failure", pytrace=False)
-    pytest.skip(f"{reason}; start it to run this test (with CI=true this would fail)")
 
 
 @pytest.fixture(name="require_service")
@@ -134,35 +108,16 @@ def require_service_fixture() -> Callable[[str, str], None]:
 # ---- Postgres ------------------------------------------------------------------------------------
 
 
-def _admin_url() -> str:
-    return os.environ.get("INFERQ_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
-
-
-def _libpq(url: str) -> str:
-    """A SQLAlchemy URL as a libpq connection string for psycopg."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _drop_database(admin: str, name: str) -> None:
-    with psycopg.connect(_libpq(admin), autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def make_pg_database() -> Iterator[Callable[[], str]]:
     """Factory of fresh, empty Postgres databases (``inferq_test_<random>``), all dropped at session end."""
-    admin = _admin_url()
+    admin = postgres_admin_url()
     created: list[tuple[str, str]] = []
 
     def make() -> str:
         require_service("Postgres", admin)
         name = f"inferq_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(_libpq(admin), autocommit=True) as conn:
+        with psycopg.connect(libpq(admin), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         url = make_url(admin).set(database=name).render_as_string(hide_password=False)
         created.append((name, url))
@@ -172,7 +127,7 @@ def make_pg_database() -> Iterator[Callable[[], str]]:
     for name, url in created:
         with contextlib.suppress(Exception):
             get_engine(Settings.from_env({"INFERQ_DATABASE_URL": url})).dispose()
-        _drop_database(admin, name)
+        drop_database(admin, name)
 
 
 @pytest.fixture(scope="session")
@@ -185,20 +140,13 @@ def pg_url(make_pg_database: Callable[[], str], tmp_path_factory: pytest.TempPat
     return url
 
 
-def delete_all_rows(settings: Settings) -> None:
-    """Empty every table, children first (the schema stays, `alembic_version` too)."""
-    with get_engine(settings).begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-
-
 # ---- Redis ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def _redis_database() -> Iterator[tuple[str, int]]:
     """A Redis database number claimed for this session in db 0 (``SET NX`` with a TTL), released after."""
-    base = os.environ.get("INFERQ_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    base = redis_base_url()
     require_service("Redis", base)
     admin = redis.Redis.from_url(base, db=0)
     token = f"{os.getpid()}:{uuid.uuid4().hex}"
@@ -243,20 +191,12 @@ def redis_url(_redis_database: tuple[str, int]) -> Iterator[str]:
 # ---- S3 (moto server) ----------------------------------------------------------------------------
 
 
-def _moto_binary() -> str | None:
-    local = Path(sys.executable).parent / "moto_server"
-    return str(local) if local.exists() else shutil.which("moto_server")
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto S3 server for the session: ``http://127.0.0.1:PORT``, with test credentials in the env."""
-    binary = _moto_binary()
+    binary = moto_binary()
     if binary is None:
-        reason = "moto_server is not installed (pip install 'moto[server]')"
-        if in_ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        missing("moto_server is not installed (pip install 'moto[server]')")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("moto") / "moto.log"
@@ -270,7 +210,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            _wait_for_http(url, proc, log_path)
+            wait_for_moto(url, proc, log_path)
             yield url
         finally:
             proc.terminate()
@@ -279,26 +219,6 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _wait_for_http(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + MOTO_START_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"moto_server exited with {proc.returncode}: {log_path.read_text(errors='replace')}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    pytest.fail(f"moto_server did not answer on {url} within {MOTO_START_SECONDS}s")
-
-
-def _remove_bucket(storage: S3Storage) -> None:
-    with contextlib.suppress(StorageError, Exception):
-        for key in list(storage.list("")):
-            storage.delete(key)
-        storage.client.delete_bucket(Bucket=storage.bucket)
 
 
 # ---- settings ------------------------------------------------------------------------------------
@@ -324,7 +244,7 @@ def s3_settings(pg_url: str, redis_url: str, s3_endpoint: str, tmp_path: Path) -
         yield settings
     finally:
         delete_all_rows(settings)
-        _remove_bucket(storage)
+        remove_bucket(storage)
 
 
 @pytest.fixture
@@ -399,55 +319,10 @@ def embedded_settings(tmp_path: Path) -> Iterator[Settings]:
 # ---- API clients ---------------------------------------------------------------------------------
 
 
-@dataclass
-class ApiClient:
-    """A Flask test client of ``create_app(settings)`` and helpers to act as a tenant."""
-
-    app: Flask
-    client: FlaskClient
-    settings: Settings
-
-    def new_key(self, tenant: str = "acme") -> str:
-        """A new API key of `tenant` (created if missing)."""
-        with session_scope(self.settings) as session:
-            return create_tenant_key(session, tenant)
-
-    @staticmethod
-    def auth_headers(key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key}"}
-
-    def headers_for(self, tenant: str = "acme") -> dict[str, str]:
-        """Auth headers with a new key of `tenant`."""
-        return self.auth_headers(self.new_key(tenant))
-
-    def upload(
-        self,
-        headers: dict[str, str],
-        data: bytes,
-        filename: str = "input.jsonl",
-        purpose: str | None = "input",
-    ) -> TestResponse:
-        """``POST /v1/files`` (multipart) with `data` as the file."""
-        import io
-
-        form: dict[str, Any] = {"file": (io.BytesIO(data), filename)}
-        if purpose is not None:
-            form["purpose"] = purpose
-        return self.client.post("/v1/files", headers=headers, data=form, content_type="multipart/form-data")
-
-    def submit(self, headers: dict[str, str], **body: Any) -> TestResponse:
-        """``POST /v1/jobs`` with `body` as JSON."""
-        return self.client.post("/v1/jobs", headers=headers, json=body)
-
-
 @pytest.fixture
 def make_client() -> Callable[[Settings], ApiClient]:
-    def make(settings: Settings) -> ApiClient:
-        app = create_app(settings)
-        app.config["TESTING"] = True
-        return ApiClient(app=app, client=app.test_client(), settings=settings)
-
-    return make
+    """``make_client(settings) -> ApiClient`` for ``create_app(settings)``."""
+    return ApiClient.of
 
 
 @pytest.fixture

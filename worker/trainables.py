@@ -36,6 +36,7 @@ from inferq.worker.images import model_image, processor_fit
 from inferq.worker.nets.image_cnn import PRESETS, SmallCnnConfig, SmallCnnForImageClassification
 from inferq.worker.nets.ngram_bag import NgramBagConfig, NgramBagForSequenceClassification, learn_ngrams
 from inferq.worker.nets.tokenizer import learn_tokenizer
+from inferq.worker.padding import pad_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +161,7 @@ class TextTrainable(Trainable):
 
     def collate(self, encoded: Any, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
         rows = [encoded[i] or [self.pad_id] for i in indices]
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for n, row in enumerate(rows):
-            input_ids[n, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[n, : len(row)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": mask}
-        if self.token_types:
-            batch["token_type_ids"] = torch.zeros_like(input_ids)
+        batch = pad_token_ids(rows, self.pad_id, self.token_types)
         return {k: v.to(device) for k, v in batch.items()}
 
     def save(self, folder: Path) -> None:

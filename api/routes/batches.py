@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inferq.api.auth import require_auth
+from inferq.api.cancel import cancel
 from inferq.api.context import current_settings, current_storage, db, plausible_id, tenant_id
 from inferq.api.idempotency import Idempotency, create_once, header_key, request_hash
 from inferq.api.job_rows import insert_job, lock_model_version
@@ -25,12 +26,12 @@ from inferq.api.limits import check_live_jobs
 from inferq.api.pagination import MAX_LIMIT, PageRequest, paginate, parse_limit
 from inferq.api.request_json import json_body
 from inferq.api.serializers import batch_object
-from inferq.shared import batch_lines, jobs, queue, registry
-from inferq.shared.errors import Conflict, InferqError, InvalidRequest, NotFound, Unprocessable
+from inferq.shared import batch_lines, queue, registry
+from inferq.shared.errors import InferqError, InvalidRequest, NotFound, Unprocessable
 from inferq.shared.ids import new_id
 from inferq.shared.models import File, Job, JobEvent
 from inferq.shared.records import JSONL
-from inferq.shared.states import TERMINAL, JobStatus
+from inferq.shared.states import JobStatus
 from inferq.shared.tasks import EMBEDDING
 
 log = logging.getLogger(__name__)
@@ -256,21 +257,4 @@ def get_batch_route(batch_id: str) -> dict[str, Any]:
 
 @bp.post("/<batch_id>/cancel")
 def cancel_batch(batch_id: str) -> dict[str, Any]:
-    with db() as session:
-        job = get_batch(session, batch_id)
-        left = jobs.request_cancel(session, job.id)
-        if left is None:
-            status = session.execute(select(Job.status).where(Job.id == job.id)).scalar_one()
-            if JobStatus(status) in TERMINAL:
-                raise Conflict(
-                    f"batch {batch_id} is {status}; a finished batch cannot be cancelled",
-                    field="batch_id",
-                    code="batch_not_cancellable",
-                )
-        session.flush()
-        session.refresh(job)
-        resource = _object(session, job)
-    if left is not None:
-        queue.try_send(queue.TASK_FINALIZE, [job.id], settings=current_settings())
-        log.info("batch %s cancel requested (was %s)", batch_id, left)
-    return resource
+    return cancel("batch", batch_id, get_batch, _object)

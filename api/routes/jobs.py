@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 
 from inferq.api import dry_run, merged_results, model_refs, partial_results, retry
 from inferq.api.auth import require_auth
+from inferq.api.cancel import cancel
 from inferq.api.context import current_settings, current_storage, db, plausible_id, read_db, tenant_id
 from inferq.api.idempotency import header_key
 from inferq.api.job_rows import create_job_once, insert_job
@@ -23,7 +24,7 @@ from inferq.api.request_json import json_body
 from inferq.api.routes.files import CONTENT_TYPES, content_response
 from inferq.api.serializers import event_object, job_object
 from inferq.api.webhook_targets import check_webhook_url
-from inferq.shared import jobs, keys, queue, retention, throughput
+from inferq.shared import keys, queue, retention, throughput
 from inferq.shared.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from inferq.shared.ids import new_id
 from inferq.shared.models import File, Job, JobEvent
@@ -243,24 +244,7 @@ def retry_job(job_id: str) -> tuple[dict[str, Any], int]:
 
 @bp.post("/<job_id>/cancel")
 def cancel_job(job_id: str) -> tuple[dict[str, Any], int]:
-    with db() as session:
-        job = get_job(session, job_id)
-        left = jobs.request_cancel(session, job.id)
-        if left is None:
-            status = session.execute(select(Job.status).where(Job.id == job.id)).scalar_one()
-            if JobStatus(status) in TERMINAL:
-                raise Conflict(
-                    f"job {job_id} is {status}; a finished job cannot be cancelled",
-                    field="job_id",
-                    code="job_not_cancellable",
-                )
-        session.flush()
-        session.refresh(job)
-        resource = job_object(job)
-    if left is not None:
-        queue.try_send(queue.TASK_FINALIZE, [job_id], settings=current_settings())
-        log.info("job %s cancel requested (was %s)", job_id, left)
-    return resource, 202
+    return cancel("job", job_id, get_job, lambda _session, job: job_object(job)), 202
 
 
 @bp.delete("/<job_id>")

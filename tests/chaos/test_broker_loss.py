@@ -7,8 +7,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, wait_until
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_servers import wait_until
+from tests.helpers.chaos_stack import Stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

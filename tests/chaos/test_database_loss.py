@@ -7,9 +7,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, wait_until
-from tests.e2e.conftest import free_port, wait_ready
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_servers import wait_until
+from tests.helpers.chaos_stack import Stack
+from tests.helpers.ports import free_port
+from tests.helpers.processes import wait_ready
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

@@ -12,9 +12,10 @@ import pytest
 
 from inferq.shared import queue
 from inferq.shared.models import utcnow
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, wait_until
-from tests.chaos.faults import freeze_mid_part
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_faults import freeze_mid_part
+from tests.helpers.chaos_servers import wait_until
+from tests.helpers.chaos_stack import Stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

@@ -12,9 +12,10 @@ import pytest
 from inferq.shared import queue
 from inferq.shared.queue import celery_config, get_celery
 from inferq.shared.settings import Settings
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, wait_until
-from tests.e2e.conftest import ROOT
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_servers import wait_until
+from tests.helpers.chaos_stack import Stack
+from tests.helpers.processes import ROOT
 
 pytestmark = pytest.mark.chaos
 

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, parent_of, wait_until
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_servers import wait_until
+from tests.helpers.chaos_stack import Stack, parent_of
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import Servers, Stack, wait_until
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_servers import Servers, wait_until
+from tests.helpers.chaos_stack import Stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

@@ -14,9 +14,10 @@ import redis
 
 from inferq.shared.queue import celery_config
 from inferq.shared.settings import Settings, SettingsError
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import Stack, wait_until
-from tests.chaos.faults import freeze_mid_part
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_faults import freeze_mid_part
+from tests.helpers.chaos_servers import wait_until
+from tests.helpers.chaos_stack import Stack
 
 pytestmark = pytest.mark.chaos
 

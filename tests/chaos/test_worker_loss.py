@@ -3,7 +3,6 @@ of a whole worker in a deployment without beat, where the other worker's reconci
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -15,9 +14,10 @@ from inferq.shared.db import read_scope
 from inferq.shared.models import utcnow
 from inferq.shared.reconciler_state import read_last_run
 from inferq.shared.states import TERMINAL
-from tests.chaos.checks import check_job
-from tests.chaos.conftest import FAST_ENV, Stack, Submitted, owner_pid, parent_of, wait_until
-from tests.chaos.faults import kill_mid_part
+from tests.helpers.chaos_checks import check_job
+from tests.helpers.chaos_faults import kill_mid_part
+from tests.helpers.chaos_servers import wait_until
+from tests.helpers.chaos_stack import FAST_ENV, Stack, Submitted, owner_pid, parent_of
 from tests.helpers.hostile_images import b64, png_claiming, solid_png, truncated_png
 from tests.helpers.tenant_http import register_model
 from tests.helpers.tiny_models import make_tiny_image_classifier
@@ -104,29 +104,8 @@ def submit_images(stack: Stack, records: int, hostile: dict[int, dict[str, str]]
         "image-classification",
     )
     image = b64(solid_png(1200, 1200))
-    ids = [f"r{i:05d}" for i in range(records)]
-    path = stack.tmp_path / "images.jsonl"
-    path.write_text(
-        "".join(
-            json.dumps({"id": rid, **hostile.get(i, {"image": image})}) + "\n" for i, rid in enumerate(ids)
-        )
-    )
-    r = stack.http.post(
-        "/v1/files",
-        headers=stack.headers,
-        data={"purpose": "input", "file": (path.open("rb"), path.name)},
-        content_type="multipart/form-data",
-    )
-    assert r.status_code == 201, r.get_json()
-    body = {
-        "type": "predict",
-        "task": "image-classification",
-        "model": model,
-        "input_file": r.get_json()["id"],
-    }
-    r = stack.http.post("/v1/jobs", headers=stack.headers, json=body)
-    assert r.status_code == 202, r.get_json()
-    return Submitted(job_id=r.get_json()["id"], ids=ids, path=path)
+    rows = [{"id": f"r{i:05d}", **hostile.get(i, {"image": image})} for i in range(records)]
+    return stack.submit_rows(rows, task="image-classification", model=model)
 
 
 def test_a_poison_part_of_images_fails_alone_and_bad_images_stay_per_record_errors(

@@ -21,8 +21,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from inferq.client import Client
-from tests.e2e.conftest import Processes, free_port, wait_ready
 from tests.e2e.inputs import write_mixed_input
+from tests.helpers.ports import free_port
+from tests.helpers.processes import Processes, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from inferq.client import Client
-from tests.e2e.conftest import Processes, free_port, wait_ready
 from tests.e2e.inputs import reference_embeddings, write_mixed_input
+from tests.helpers.ports import free_port
+from tests.helpers.processes import Processes, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

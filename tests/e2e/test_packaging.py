@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT
 from tests.helpers.ports import free_port
+from tests.helpers.processes import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

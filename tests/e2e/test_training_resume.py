@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from inferq.client import Client
-from tests.e2e.conftest import Processes, free_port, wait_ready
 from tests.helpers.labelled_data import sentiment_rows, write_jsonl
+from tests.helpers.ports import free_port
+from tests.helpers.processes import Processes, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

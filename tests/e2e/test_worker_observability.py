@@ -14,7 +14,8 @@ import pytest
 
 from inferq.api.app import create_app
 from inferq.shared.settings import Settings
-from tests.e2e.conftest import Processes, free_port
+from tests.helpers.ports import free_port
+from tests.helpers.processes import Processes
 from tests.helpers.prometheus_text import metric
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -16,7 +16,7 @@ from inferq.shared.registry import register_folder
 from inferq.shared.storage import get_storage
 from inferq.shared.tasks import TEXT_CLASSIFICATION
 from inferq.shared.tenants import hash_key
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 from tests.integration.test_api_jobs import finish_job
 from tests.integration.test_api_models import hf_folder
 

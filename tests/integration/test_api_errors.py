@@ -11,7 +11,8 @@ from werkzeug.test import TestResponse
 
 from inferq.api.request_json import MAX_BODY_BYTES
 from inferq.shared.settings import Settings
-from tests.conftest import ApiClient, free_port
+from tests.helpers.api_client import ApiClient
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.integration
 

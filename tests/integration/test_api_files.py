@@ -17,7 +17,8 @@ from waitress.server import TcpWSGIServer, create_server
 
 from inferq.shared.settings import KIB, MIB, Settings
 from inferq.shared.storage import S3Storage, get_storage
-from tests.conftest import ApiClient, free_port
+from tests.helpers.api_client import ApiClient
+from tests.helpers.ports import free_port
 from tests.helpers.tenant_resources import tenant_of_key
 
 pytestmark = pytest.mark.integration

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 from tests.helpers.tenant_resources import TenantResources, make_tenant_resources
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -14,7 +14,7 @@ from werkzeug.test import TestResponse
 
 from inferq.shared.db import session_scope
 from inferq.shared.tenants import revoke_key
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 from tests.helpers.tenant_resources import TenantResources, job_bodies, make_tenant_resources
 
 pytestmark = pytest.mark.integration

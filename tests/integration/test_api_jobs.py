@@ -20,7 +20,8 @@ from inferq.shared.queue import QUEUE_CONTROL, TASK_FINALIZE, TASK_PLAN
 from inferq.shared.settings import Settings
 from inferq.shared.states import JobStatus
 from inferq.shared.storage import get_storage
-from tests.conftest import ApiClient, free_port
+from tests.helpers.api_client import ApiClient
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.integration
 

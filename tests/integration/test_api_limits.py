@@ -25,7 +25,8 @@ from inferq.shared.models import ApiKey, Job
 from inferq.shared.settings import Settings
 from inferq.shared.storage import get_storage
 from inferq.shared.tenants import PREFIX_LENGTH, revoke_key
-from tests.conftest import ApiClient, free_port
+from tests.helpers.api_client import ApiClient
+from tests.helpers.ports import free_port
 from tests.helpers.tenant_resources import BATCH, INPUT, LABELLED, job_bodies, tenant_of_key
 from tests.integration.test_api_models import hf_folder
 

@@ -17,7 +17,7 @@ from inferq.shared.registry import register_folder
 from inferq.shared.states import JobStatus
 from inferq.shared.storage import get_storage
 from inferq.shared.tasks import TEXT_CLASSIFICATION
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from inferq.shared.settings import Settings
-from tests.conftest import ApiClient, free_port
+from tests.helpers.api_client import ApiClient
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from inferq.shared.db import session_scope
 from inferq.shared.errors import InvalidRequest
 from inferq.shared.models import Job, JobPart
 from inferq.shared.registry import check_folder
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 from tests.helpers.tiny_models import make_tiny_text_classifier
 
 pytestmark = pytest.mark.integration

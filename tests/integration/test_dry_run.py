@@ -12,7 +12,7 @@ from inferq.api import dry_run
 from inferq.shared.db import session_scope
 from inferq.shared.models import Job, JobEvent
 from inferq.shared.registry import builtin_path
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 from tests.integration.test_api_jobs import control_messages
 
 pytestmark = pytest.mark.integration

@@ -31,8 +31,8 @@ from inferq.shared.states import JobStatus, PartStatus
 from inferq.worker.finalizer import finalize_job
 from inferq.worker.planner import plan_job
 from inferq.worker.runner import part_ids_of, run_part
-from tests.conftest import delete_all_rows
 from tests.e2e.inputs import write_mixed_input
+from tests.helpers.services import delete_all_rows
 from tests.helpers.tenant_http import tenant_headers
 from tests.helpers.worker_env import QUICK_LEASES
 from tests.integration.test_worker_pipeline import submit, upload

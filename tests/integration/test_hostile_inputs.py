@@ -15,7 +15,7 @@ from werkzeug.test import TestResponse
 from inferq.api.request_json import MAX_DEPTH
 from inferq.shared.settings import Settings
 from inferq.worker.runner import run_part
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 from tests.helpers.tenant_http import Http
 from tests.integration.test_api_errors import error_of
 from tests.integration.test_partial_results import planned_job

@@ -20,7 +20,8 @@ from inferq.shared import queue, worker_presence
 from inferq.shared.logs import JsonFormatter
 from inferq.shared.settings import Settings
 from inferq.worker import metrics_server
-from tests.conftest import ApiClient, free_port
+from tests.helpers.api_client import ApiClient
+from tests.helpers.ports import free_port
 from tests.helpers.prometheus_text import metric
 from tests.helpers.tenant_http import tenant_http
 from tests.helpers.worker_env import in_process_worker

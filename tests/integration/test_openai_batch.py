@@ -21,8 +21,8 @@ from waitress.server import create_server
 from inferq.api.app import create_app
 from inferq.shared.settings import Settings
 from inferq.worker.finalizer import finalize_job
-from tests.conftest import free_port
 from tests.e2e.inputs import real_sentences, reference_embeddings
+from tests.helpers.ports import free_port
 from tests.helpers.tenant_http import new_tenant_key
 
 pytestmark = pytest.mark.integration

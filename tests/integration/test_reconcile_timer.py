@@ -26,7 +26,7 @@ from inferq.shared.settings import Settings
 from inferq.worker import reconcile_timer
 from inferq.worker.reconcile_timer import ReconcileTimer, run_if_due
 from inferq.worker.reconciler import ReconcileReport
-from tests.conftest import delete_all_rows
+from tests.helpers.services import delete_all_rows
 from tests.helpers.tenant_http import Http
 
 pytestmark = pytest.mark.integration

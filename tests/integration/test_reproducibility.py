@@ -23,7 +23,7 @@ from inferq.worker.finalizer import finalize_job
 from inferq.worker.manifest import TOKENIZER_FILES
 from inferq.worker.planner import plan_job
 from inferq.worker.runner import part_ids_of, run_part
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 from tests.helpers.tiny_models import make_tiny_text_classifier
 
 pytestmark = pytest.mark.integration

@@ -38,7 +38,7 @@ from inferq.shared.settings import Settings, get_settings
 from inferq.worker import webhook_pool
 from inferq.worker.reconciler import reconcile
 from inferq.worker.webhooks import deliver
-from tests.conftest import free_port
+from tests.helpers.ports import free_port
 from tests.helpers.tenant_http import tenant_headers, tenant_http
 
 pytestmark = pytest.mark.integration

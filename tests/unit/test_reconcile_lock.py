@@ -20,8 +20,8 @@ from inferq.shared.models import ReconcilerState, utcnow
 from inferq.shared.reconciler_state import ROW_ID, ensure_row
 from inferq.shared.settings import Settings
 from inferq.worker.reconcile_lock import reconcile_lock
-from tests.conftest import delete_all_rows
-from tests.e2e.conftest import ROOT
+from tests.helpers.processes import ROOT
+from tests.helpers.services import delete_all_rows
 
 # Another process: tries the lock once, prints `taken` or `busy`, and holds a taken lock for argv[3] s.
 CONTENDER = """

@@ -18,7 +18,7 @@ from inferq.shared.db import session_scope
 from inferq.shared.models import utcnow
 from inferq.shared.reconciler_state import record_run
 from inferq.shared.settings import Settings
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 from tests.helpers.prometheus_text import metric
 
 INTERVAL = 30

@@ -12,7 +12,7 @@ import pytest
 
 from inferq.api.routes.ui import STATIC_DIR
 from inferq.shared.settings import Settings
-from tests.conftest import ApiClient
+from tests.helpers.api_client import ApiClient
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,6 +18,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from inferq.shared.errors import InvalidRequest
 from inferq.shared.model_limits import TokenLimits, position_limit
+from inferq.worker.padding import pad_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +154,4 @@ class TextPredictor(Predictor):
 
     def collate(self, prepared: Prepared, indices: list[int]) -> dict[str, torch.Tensor]:
         rows = [prepared.features["input_ids"][i] for i in indices]
-        width = max((len(r) for r in rows), default=0)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for n, row in enumerate(rows):
-            input_ids[n, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[n, : len(row)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": mask}
-        if self.uses_token_types:
-            batch["token_type_ids"] = torch.zeros_like(input_ids)
-        return to_device(batch, self.device)
+        return to_device(pad_token_ids(rows, self.pad_id, self.uses_token_types), self.device)

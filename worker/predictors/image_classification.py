@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from inferq.shared.errors import InvalidRequest
 from inferq.shared.tasks import IMAGE_CLASSIFICATION
 from inferq.worker import explain, nets
 from inferq.worker.images import model_image, processor_fit
-from inferq.worker.predictors.base import Predictor, Prepared, int_param, to_device
+from inferq.worker.predictors.base import Predictor, Prepared, to_device
+from inferq.worker.predictors.labels import model_labels, top_labels
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,7 @@ class ImageClassificationPredictor(Predictor):
             dtype=torch.float32,
         )
         self.model.to(device).eval()
-        id2label = self.model.config.id2label or {}
-        if not id2label:
-            raise InvalidRequest(f"{model_dir}/config.json has no id2label: not a classification model")
-        self.labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+        self.labels = model_labels(model_dir, self.model.config)
         self.fit = processor_fit(self.processor)
 
     def preprocess(self, values: list[Any], params: dict[str, Any]) -> Prepared:
@@ -64,13 +61,7 @@ class ImageClassificationPredictor(Predictor):
         return torch.softmax(self.model(**batch).logits.float(), dim=-1)
 
     def postprocess(self, output: torch.Tensor, params: dict[str, Any]) -> list[dict[str, Any]]:
-        top_k = min(int_param(params, "top_k") or len(self.labels), len(self.labels))
-        probs, ids = output.float().topk(top_k, dim=-1)
-        results: list[dict[str, Any]] = []
-        for row_probs, row_ids in zip(probs.cpu().tolist(), ids.cpu().tolist(), strict=True):
-            scores = {self.labels[i]: p for i, p in zip(row_ids, row_probs, strict=True)}
-            results.append({"label": self.labels[row_ids[0]], "score": row_probs[0], "scores": scores})
-        return results
+        return top_labels(output, self.labels, params)
 
     def explain(self, batch: dict[str, torch.Tensor], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A saliency map (|gradient| of the predicted label's logit per pixel) as a small grayscale PNG."""

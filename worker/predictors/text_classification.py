@@ -12,7 +12,8 @@ from transformers import AutoModelForSequenceClassification
 from inferq.shared.errors import InvalidRequest
 from inferq.shared.tasks import TEXT_CLASSIFICATION
 from inferq.worker import explain
-from inferq.worker.predictors.base import TextPredictor, int_param
+from inferq.worker.predictors.base import TextPredictor
+from inferq.worker.predictors.labels import model_labels, top_labels
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,7 @@ class TextClassificationPredictor(TextPredictor):
         super().__init__(model_dir, device, config)
         self.model = self._load_model(AutoModelForSequenceClassification, model_dir, device)
         self.default_max_length = self.model_max_positions
-        id2label = self.model.config.id2label or {}
-        if not id2label:
-            raise InvalidRequest(f"{model_dir}/config.json has no id2label: not a classification model")
-        self.labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+        self.labels = model_labels(model_dir, self.model.config)
         if len(self.labels) != self.model.config.num_labels:
             raise InvalidRequest(
                 f"config.json names {len(self.labels)} labels "
@@ -42,13 +40,7 @@ class TextClassificationPredictor(TextPredictor):
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
 
     def postprocess(self, output: torch.Tensor, params: dict[str, Any]) -> list[dict[str, Any]]:
-        top_k = min(int_param(params, "top_k") or len(self.labels), len(self.labels))
-        probs, ids = output.float().topk(top_k, dim=-1)
-        results: list[dict[str, Any]] = []
-        for row_probs, row_ids in zip(probs.cpu().tolist(), ids.cpu().tolist(), strict=True):
-            scores = {self.labels[i]: p for i, p in zip(row_ids, row_probs, strict=True)}
-            results.append({"label": self.labels[row_ids[0]], "score": row_probs[0], "scores": scores})
-        return results
+        return top_labels(output, self.labels, params)
 
     def explain(self, batch: dict[str, torch.Tensor], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Gradient x input per word-piece token for each record's predicted label (`worker.explain`)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from inferq.shared import keys
 from inferq.shared.storage import get_storage
-from tests.chaos.conftest import Stack, Submitted
+from tests.helpers.chaos_stack import Stack, Submitted
 
 EMBEDDING_SIZE = 384  # minilm-l6
 

@@ -6,7 +6,7 @@ import os
 import signal
 
 from inferq.shared.models import JobPart
-from tests.chaos.conftest import Stack, owner_pid, parent_of
+from tests.helpers.chaos_stack import Stack, owner_pid, parent_of
 
 
 def kill_mid_part(
