@@ -166,7 +166,7 @@ class JobPart(Base):
 
     __table_args__ = (
         UniqueConstraint("job_id", "index", name="uq_job_parts_job_id_index"),
-        # Fair share (shared.jobs.fair_share.next_parts): a job's next fresh part, its running parts, its latest start.
+        # Fair share (shared.jobs.fair_share): a job's next fresh part, its running parts, its latest start.
         Index("ix_job_parts_job_id_status_attempts_index", "job_id", "status", "attempts", "index"),
         Index("ix_job_parts_job_id_started_at", "job_id", "started_at"),
     )

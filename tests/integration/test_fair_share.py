@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 from inferq.api.app import create_app
 from inferq.shared import jobs, queue
-from inferq.shared.jobs import fair_share
 from inferq.shared.db import get_engine, session_scope
 from inferq.shared.ids import new_id
+from inferq.shared.jobs import fair_share
 from inferq.shared.models import Job, JobEvent, JobPart, Tenant, utcnow
 from inferq.shared.settings import Settings
 from inferq.shared.states import JobStatus, PartStatus
