@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from inferq.shared import keys, queue, registry
 from inferq.shared.db import session_scope
+from inferq.shared.job_types import JobType
 from inferq.shared.jobs import Lease
 from inferq.shared.logs import log_ids
 from inferq.shared.models import File, Job, JobPart
@@ -48,7 +49,7 @@ class JobFacts:
     """What a part needs of its job."""
 
     id: str
-    type: str
+    type: JobType
     task: str
     params: dict[str, Any]
 

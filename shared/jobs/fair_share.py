@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
+from inferq.shared.job_types import JobType
 from inferq.shared.jobs.events import record_event
 from inferq.shared.jobs.parts import Lease, claim_part
 from inferq.shared.models import Job, JobEvent, JobPart, utcnow
-from inferq.shared.states import TERMINAL, WORKING, JobStatus, PartStatus
+from inferq.shared.states import LIVE, WORKING, PartStatus
 
-TRAIN_JOB_TYPE = "train"  # its one part runs on the training queue (shared.queue.part_task), not here
 FAIR_CANDIDATES = 4  # fairest parts tried (compare-and-set) before the message's own part
 
 
@@ -47,7 +47,7 @@ def next_parts(session: Session, limit: int = FAIR_CANDIDATES) -> list[Candidate
     """
     parts = aliased(JobPart)
     of_job = parts.job_id == Job.id
-    fresh = and_(of_job, parts.status == PartStatus.QUEUED.value, parts.attempts == 0)
+    fresh = and_(of_job, parts.status == PartStatus.QUEUED, parts.attempts == 0)
     rows = session.execute(
         select(
             Job.id,
@@ -56,15 +56,15 @@ def next_parts(session: Session, limit: int = FAIR_CANDIDATES) -> list[Candidate
             Job.created_at,
             Job.status,
             select(parts.id).where(fresh).order_by(parts.index).limit(1).scalar_subquery(),
-            select(func.count()).where(of_job, parts.status == PartStatus.RUNNING.value).scalar_subquery(),
+            select(func.count()).where(of_job, parts.status == PartStatus.RUNNING).scalar_subquery(),
             select(func.max(parts.started_at)).where(of_job).scalar_subquery(),
-        ).where(Job.type != TRAIN_JOB_TYPE, Job.status.in_([s.value for s in JobStatus if s not in TERMINAL]))
+        ).where(Job.type != JobType.TRAIN, Job.status.in_(sorted(LIVE)))
     ).tuples()
     shares: dict[str, _Share] = {}
     waiting: list[Candidate] = []
     for job_id, tenant_id, priority, created_at, status, first_fresh, running, started in rows:
         shares.setdefault(tenant_id, _Share(first_job=created_at)).add(int(running or 0), started, created_at)
-        if first_fresh is not None and JobStatus(status) in WORKING:
+        if first_fresh is not None and status in WORKING:
             waiting.append(Candidate(first_fresh, job_id, tenant_id, priority, created_at))
     waiting.sort(key=lambda c: (shares[c.tenant_id].key(c.tenant_id), -c.priority, c.created_at, c.job_id))
     return waiting[:limit]
@@ -107,16 +107,16 @@ def claim_fair_part(
     hint = session.get(JobPart, hint_part_id)
     hint_job = session.get(Job, hint.job_id) if hint is not None else None
     waiting: Job | None = None  # the named part's job, when that part could run now (held back if not)
-    if hint is not None and hint_job is not None and JobStatus(hint_job.status) in WORKING:
-        lapsed = hint.status == PartStatus.RUNNING.value and (
+    if hint is not None and hint_job is not None and hint_job.status in WORKING:
+        lapsed = hint.status == PartStatus.RUNNING and (
             hint.lease_expires_at is None or hint.lease_expires_at < utcnow()
         )
-        retry = hint.status == PartStatus.QUEUED.value and hint.attempts > 0
-        if hint_job.type == TRAIN_JOB_TYPE or lapsed or retry:
+        retry = hint.status == PartStatus.QUEUED and hint.attempts > 0
+        if hint_job.type is JobType.TRAIN or lapsed or retry:
             return claim_part(session, hint_part_id, owner, lease_seconds)
-        if redelivered and hint.status == PartStatus.RUNNING.value:
+        if redelivered and hint.status == PartStatus.RUNNING:
             return None
-        if hint.status == PartStatus.QUEUED.value:
+        if hint.status == PartStatus.QUEUED:
             waiting = hint_job
     # Another worker may win the race for a candidate (two idle workers take a job's first two messages
     # at once and both pick its first fresh part): look again, since next_parts offers one part a job and

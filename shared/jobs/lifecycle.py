@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def create(session: Session, job: Job) -> Job:
-    job.status = JobStatus.QUEUED.value
+    job.status = JobStatus.QUEUED
     now = utcnow()
     job.created_at = now
     job.updated_at = now
@@ -28,7 +28,7 @@ def create(session: Session, job: Job) -> Job:
     session.flush()
     # Retention (shared.retention): when the job's objects and rows are deleted; null = kept until deleted.
     retention = {"delete_after": timestamp(job.delete_after)}
-    record_event(session, job.id, "state", "job created", retention, to_status=JobStatus.QUEUED.value)
+    record_event(session, job.id, "state", "job created", retention, to_status=JobStatus.QUEUED)
     return job
 
 
@@ -41,17 +41,17 @@ def transition(
     message: str | None = None,
     data: dict[str, Any] | None = None,
     **fields: Any,
-) -> str | None:
+) -> JobStatus | None:
     """Move a job to `to` if it is in one of `sources` (default: every state allowed to reach `to`).
 
     Returns the state it left, or None when the compare-and-set found it elsewhere.
     """
     allowed = sources_of(to) if sources is None else sources & sources_of(to)
     current = session.execute(select(Job.status).where(Job.id == job_id)).scalar_one_or_none()
-    if current is None or JobStatus(current) not in allowed:
+    if current is None or current not in allowed:
         return None
     now = utcnow()
-    values: dict[str, Any] = {"status": to.value, "updated_at": now, **fields}
+    values: dict[str, Any] = {"status": to, "updated_at": now, **fields}
     if to is JobStatus.RUNNING and "started_at" not in fields:
         values["started_at"] = now
     if to in TERMINAL:
@@ -59,9 +59,9 @@ def transition(
     moved = session.execute(update(Job).where(Job.id == job_id, Job.status == current).values(**values))
     if not applied(moved):
         return None
-    record_event(session, job_id, "state", message, data, from_status=current, to_status=to.value)
+    record_event(session, job_id, "state", message, data, from_status=current, to_status=to)
     if to in TERMINAL:  # the job's webhook: an outbox row now, the message once this transaction commits
-        webhooks.on_terminal(session, job_id, to.value)
+        webhooks.on_terminal(session, job_id, to)
         training_waits.settle_waiting(session, job_id)  # jobs whose model is `train:<job_id>`
     return current
 
@@ -70,7 +70,7 @@ def mark_sent(session: Session, job_id: str) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(sent_at=utcnow()))
 
 
-def request_cancel(session: Session, job_id: str) -> str | None:
+def request_cancel(session: Session, job_id: str) -> JobStatus | None:
     """Cancel: the job goes to `cancelling`; the finalizer turns it into `cancelled`."""
     left = transition(session, job_id, JobStatus.CANCELLING, message="cancel requested")
     if left is not None:
@@ -95,7 +95,7 @@ def fail_job(session: Session, job_id: str, code: str, message: str) -> bool:
 
 def is_cancelled(session: Session, job_id: str) -> bool:
     status = session.execute(select(Job.status).where(Job.id == job_id)).scalar_one_or_none()
-    return status is None or JobStatus(status) not in WORKING
+    return status is None or status not in WORKING
 
 
 def delete_job(session: Session, job_id: str) -> bool:
@@ -107,7 +107,7 @@ def delete_job(session: Session, job_id: str) -> bool:
     status = session.execute(
         select(Job.status).where(Job.id == job_id).with_for_update()
     ).scalar_one_or_none()
-    if status is None or JobStatus(status) not in TERMINAL:
+    if status is None or status not in TERMINAL:
         return False
     session.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
     session.execute(delete(JobPart).where(JobPart.job_id == job_id))

@@ -32,7 +32,7 @@ class Lease:
 class FanIn:
     """What completing a part did to its job."""
 
-    job_status: str
+    job_status: JobStatus
     parts_done: int
     parts_total: int
     finalize: bool  # this transaction moved the job to finalizing: send the finalize message
@@ -43,7 +43,7 @@ def held(lease: Lease) -> ColumnElement[bool]:
     return and_(
         JobPart.id == lease.part_id,
         JobPart.lease_token == lease.token,
-        JobPart.status == PartStatus.RUNNING.value,
+        JobPart.status == PartStatus.RUNNING,
     )
 
 
@@ -66,14 +66,14 @@ def claim_part(
     if part is None:
         return None
     job_status = session.execute(select(Job.status).where(Job.id == part.job_id)).scalar_one()
-    if JobStatus(job_status) not in WORKING:
+    if job_status not in WORKING:
         return None
     # Read before the UPDATE: the ORM synchronizes `part` with the new values when it runs.
     seen_token, seen_attempts = part.lease_token, part.attempts
     seen = (part.reported_completed, part.reported_failed)
     claimable = or_(
-        JobPart.status == PartStatus.QUEUED.value,
-        and_(JobPart.status == PartStatus.RUNNING.value, JobPart.lease_expires_at < now),
+        JobPart.status == PartStatus.QUEUED,
+        and_(JobPart.status == PartStatus.RUNNING, JobPart.lease_expires_at < now),
     )
     claimed = session.execute(
         update(JobPart)
@@ -86,7 +86,7 @@ def claim_part(
             claimable,
         )
         .values(
-            status=PartStatus.RUNNING.value,
+            status=PartStatus.RUNNING,
             lease_token=JobPart.lease_token + 1,
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
@@ -213,7 +213,7 @@ def complete_part(
         completed,
         failed,
         {
-            "status": PartStatus.DONE.value,
+            "status": PartStatus.DONE,
             "completed": completed,
             "failed": failed,
             "output_key": output_key,
@@ -243,7 +243,7 @@ def fail_part(
         part.reported_completed,
         part.records - part.reported_completed,
         {
-            "status": PartStatus.FAILED.value,
+            "status": PartStatus.FAILED,
             "completed": 0,
             "failed": part.records,
             "output_key": output_key,
@@ -278,7 +278,7 @@ def release_part(session: Session, lease: Lease, reason: str, *, count_attempt: 
     if part is None:
         return False
     values: dict[str, Any] = {
-        "status": PartStatus.QUEUED.value,
+        "status": PartStatus.QUEUED,
         "lease_expires_at": None,
         "lease_owner": None,
         "sent_at": utcnow(),
@@ -306,8 +306,8 @@ def skip_unstarted_parts(session: Session, job_id: str) -> int:
         .where(
             JobPart.job_id == job_id,
             or_(
-                JobPart.status == PartStatus.QUEUED.value,
-                and_(JobPart.status == PartStatus.RUNNING.value, JobPart.lease_expires_at < now),
+                JobPart.status == PartStatus.QUEUED,
+                and_(JobPart.status == PartStatus.RUNNING, JobPart.lease_expires_at < now),
             ),
         )
         .with_for_update()
@@ -318,7 +318,7 @@ def skip_unstarted_parts(session: Session, job_id: str) -> int:
         update(JobPart)
         .where(JobPart.id.in_([row.id for row in rows]))
         .values(
-            status=PartStatus.SKIPPED.value,
+            status=PartStatus.SKIPPED,
             finished_at=now,
             lease_expires_at=None,
             reported_completed=0,
@@ -343,7 +343,7 @@ def running_parts(session: Session, job_id: str, now: datetime | None = None) ->
             .select_from(JobPart)
             .where(
                 JobPart.job_id == job_id,
-                JobPart.status == PartStatus.RUNNING.value,
+                JobPart.status == PartStatus.RUNNING,
                 JobPart.lease_expires_at > now,
             )
         ).scalar_one()

@@ -41,7 +41,7 @@ def new_part(job_id: str, spec: PartSpec, now: datetime) -> JobPart:
         first_record=spec.first_record,
         records=spec.records,
         duplicates=list(spec.duplicates) or None,
-        status=PartStatus.QUEUED.value,
+        status=PartStatus.QUEUED,
         sent_at=now,
     )
 
@@ -53,7 +53,7 @@ def set_plan(session: Session, job_id: str, specs: list[PartSpec], total: int) -
         .where(
             Job.id == job_id,
             Job.parts_total.is_(None),
-            Job.status.in_([s.value for s in WORKING]),
+            Job.status.in_(sorted(WORKING)),
         )
         .values(parts_total=len(specs), total=total, updated_at=utcnow())
     )

@@ -34,7 +34,7 @@ def attach_retry_input(
         .where(
             Job.id == job_id,
             Job.input_file_id.is_(None),
-            Job.status.in_([s.value for s in WORKING]),
+            Job.status.in_(sorted(WORKING)),
         )
         .values(input_file_id=file_id, total=records, updated_at=utcnow())
     )

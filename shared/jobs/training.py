@@ -40,7 +40,7 @@ def set_metrics(session: Session, lease: Lease, metrics: dict[str, Any]) -> bool
     return applied(
         session.execute(
             update(Job)
-            .where(Job.id == lease.job_id, Job.status.in_([s.value for s in WORKING]))
+            .where(Job.id == lease.job_id, Job.status.in_(sorted(WORKING)))
             .values(metrics=metrics, updated_at=utcnow())
         )
     )

@@ -28,7 +28,7 @@ def wait_for_training(session: Session, job_id: str, training_job_id: str) -> No
     """A new job starts waiting for a training job that has not ended yet."""
     session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
         .values(waits_for_job_id=training_job_id, updated_at=utcnow())
     )
     record_event(
@@ -44,11 +44,11 @@ def _training_cause(training_job_id: str, training: Any) -> str:
     """Why a training job gave no model, for the jobs that waited for it."""
     if training is None:
         return f"training job {training_job_id} no longer exists"
-    status = JobStatus(training.status)
+    status: JobStatus = training.status
     if status is JobStatus.CANCELLED:
         return f"training job {training_job_id} was cancelled"
     cause = f": {training.error_message}" if training.error_message else ""
-    return f"training job {training_job_id} {status.value}{cause}"
+    return f"training job {training_job_id} {status}{cause}"
 
 
 def settle_waiting(session: Session, training_job_id: str) -> list[str]:
@@ -60,9 +60,7 @@ def settle_waiting(session: Session, training_job_id: str) -> list[str]:
     """
     waiting = list(
         session.execute(
-            select(Job.id).where(
-                Job.waits_for_job_id == training_job_id, Job.status == JobStatus.QUEUED.value
-            )
+            select(Job.id).where(Job.waits_for_job_id == training_job_id, Job.status == JobStatus.QUEUED)
         ).scalars()
     )
     if not waiting:
@@ -72,10 +70,10 @@ def settle_waiting(session: Session, training_job_id: str) -> list[str]:
             Job.id == training_job_id
         )
     ).one_or_none()
-    if training is not None and JobStatus(training.status) not in TERMINAL:
+    if training is not None and training.status not in TERMINAL:
         return []
     code, cause = training_waits.TRAINING_FAILED, _training_cause(training_job_id, training)
-    if training is not None and training.status == JobStatus.SUCCEEDED.value:
+    if training is not None and training.status == JobStatus.SUCCEEDED:
         try:
             model = _trained_version(session, training)
         except InferqError as e:
@@ -125,7 +123,7 @@ def _release(
             .where(
                 Job.id == job_id,
                 Job.waits_for_job_id == training_job_id,
-                Job.status == JobStatus.QUEUED.value,
+                Job.status == JobStatus.QUEUED,
             )
             .values(
                 model=ref, model_version_id=version_id, waits_for_job_id=None, sent_at=now, updated_at=now
