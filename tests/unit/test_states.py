@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from inferq.shared.states import ALLOWED, LIVE, TERMINAL, WORKING, JobStatus, can_move, sources_of
+from inferq.shared.enums import ValueEnum
+from inferq.shared.job_types import JobType
+from inferq.shared.states import ALLOWED, LIVE, TERMINAL, WORKING, JobStatus, PartStatus, can_move, sources_of
 
 # ---- the rules -----------------------------------------------------------------------------------
 
@@ -45,3 +49,14 @@ def test_sources_of_is_the_inverse_of_the_table() -> None:
     assert sources_of(JobStatus.QUEUED) == frozenset()
     for dst in JobStatus:
         assert all(can_move(src, dst) for src in sources_of(dst))
+
+
+@pytest.mark.parametrize("member", [*JobStatus, *PartStatus, *JobType])
+def test_a_member_reads_as_its_value_wherever_a_string_is_expected(member: ValueEnum) -> None:
+    # given a status or type member, as rows give it
+    # when it is written into a message, a log line, JSON or compared with its string
+    # then it is the plain value, as the string column held before the enums
+    assert f"{member}" == str(member) == member.value
+    assert "%s" % member == member.value  # noqa: UP031 (how logging formats its arguments)
+    assert json.dumps({"status": member}) == json.dumps({"status": member.value})
+    assert member == member.value and {member.value: 1}[member] == 1
