@@ -108,7 +108,7 @@ def measured_tokens_per_second(session: Session, tenant_id: str, model_ref: str)
     rows = session.execute(
         select(JobPart.stats)
         .join(Job, Job.id == JobPart.job_id)
-        .where(Job.tenant_id == tenant_id, Job.model == model_ref, JobPart.status == PartStatus.DONE.value)
+        .where(Job.tenant_id == tenant_id, Job.model == model_ref, JobPart.status == PartStatus.DONE)
         .order_by(JobPart.finished_at.desc())
         .limit(MEASURED_PARTS)
     ).scalars()

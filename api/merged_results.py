@@ -36,7 +36,7 @@ from inferq.shared.retry_merge import (
     parse_slot,
     split_lines,
 )
-from inferq.shared.states import TERMINAL, JobStatus, PartStatus
+from inferq.shared.states import TERMINAL, PartStatus
 from inferq.shared.storage import Storage
 
 CHUNK_BYTES = 256 * 1024
@@ -95,7 +95,7 @@ def children_of(session: Session, job: Job) -> list[Child]:
     ).scalars()
     found: list[Child] = []
     for child in list(rows):
-        if JobStatus(child.status) not in TERMINAL:
+        if child.status not in TERMINAL:
             raise Conflict(
                 f"job {child.id}, a retry of job {job.id}, is {child.status}; ask again once it has ended "
                 "(the plain results are ready now)",
@@ -118,9 +118,7 @@ def children_of(session: Session, job: Job) -> list[Child]:
                 error_key=error_key,
                 map_key=keys.retry_map_key(child.tenant_id, child.id),
                 total=int(child.total or 0),
-                parts=[
-                    PartRange(p.first_record, p.records, p.status == PartStatus.DONE.value) for p in parts
-                ],
+                parts=[PartRange(p.first_record, p.records, p.status == PartStatus.DONE) for p in parts],
                 children=children_of(session, child),
             )
         )
@@ -131,7 +129,7 @@ def load(session: Session, job: Job) -> Merged | None:
     """What the merged view reads; None when it is just the job's own output (no child has results, or
     the job has none yet: the plain route answers that)."""
     output_key = _storage_key(session, job.tenant_id, job.output_file_id)
-    if output_key is None or JobStatus(job.status) not in TERMINAL:
+    if output_key is None or job.status not in TERMINAL:
         return None
     children = children_of(session, job)
     return Merged(output_key, children) if children else None

@@ -17,6 +17,7 @@ from inferq.api.context import plausible_id
 from inferq.api.job_rows import lock_model_version
 from inferq.shared import jobs, registry, training_waits
 from inferq.shared.errors import Conflict, InvalidRequest, NotFound
+from inferq.shared.job_types import JobType
 from inferq.shared.model_limits import check_max_length
 from inferq.shared.models import Job
 from inferq.shared.states import JobStatus
@@ -54,7 +55,7 @@ def _training_job(session: Session, tenant_id: str, job_id: str, task: str, fiel
         ).scalar_one_or_none()
     if job is None:
         raise NotFound(f"job {job_id!r} does not exist", field=field_name, code="job_not_found")
-    if job.type != "train":
+    if job.type is not JobType.TRAIN:
         raise InvalidRequest(
             f"job {job_id} is a {job.type} job; train:<job_id> names the model a train job makes",
             field=field_name,
@@ -70,13 +71,13 @@ def _training_job(session: Session, tenant_id: str, job_id: str, task: str, fiel
 
 
 def _refused(job: Job, field_name: str) -> Conflict:
-    status = JobStatus(job.status)
+    status = job.status
     if status is JobStatus.CANCELLING:
         why = "is being cancelled"
     elif status is JobStatus.CANCELLED:
         why = "was cancelled"
     else:
-        why = status.value + (f": {job.error_message}" if job.error_message else "")
+        why = str(status) + (f": {job.error_message}" if job.error_message else "")
     return Conflict(
         f"training job {job.id} {why}; it will not make a model",
         field=field_name,
@@ -95,7 +96,7 @@ def resolve(
         lock_model_version(session, model, field_name, ref)
         return ModelChoice(model=model)
     job = _training_job(session, tenant_id, training_id, task, field_name)
-    status = JobStatus(job.status)
+    status = job.status
     if status is JobStatus.SUCCEEDED and job.result_model:
         model = registry.resolve(session, tenant_id, job.result_model, task, field_name=field_name)
         lock_model_version(session, model, field_name, ref)
@@ -109,7 +110,7 @@ def resolve(
             else "dry-run once it has succeeded (it trains from scratch: no base model to estimate with)"
         )
         raise Conflict(
-            f"training job {job.id} is {status.value} and a dry run needs the trained model: {instead}",
+            f"training job {job.id} is {status} and a dry run needs the trained model: {instead}",
             field=field_name,
             code="training_not_finished",
         )

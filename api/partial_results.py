@@ -28,7 +28,7 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10000
 MAX_PART = 2**31 - 1  # part indexes are a database integer
 FORGED = "cursor is not one this server gave"
-FINISHED = frozenset({PartStatus.DONE.value, PartStatus.FAILED.value})
+FINISHED = frozenset({PartStatus.DONE, PartStatus.FAILED})
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def read_page(session: Session, storage: Storage, job_id: str, at: Position, lim
     position = at
     for index, status, output_key in parts:
         if status not in FINISHED:
-            if status == PartStatus.SKIPPED.value:
+            if status == PartStatus.SKIPPED:
                 continue
             return Page(lines, position, exhausted=False)
         if index != position.part:

@@ -26,6 +26,7 @@ from inferq.api.serializers import job_object
 from inferq.shared import jobs, queue
 from inferq.shared.errors import Conflict, InvalidRequest
 from inferq.shared.ids import new_id
+from inferq.shared.job_types import JobType
 from inferq.shared.models import File, Job, JobPart, ModelVersion
 from inferq.shared.states import TERMINAL, JobStatus, PartStatus
 
@@ -33,10 +34,10 @@ log = logging.getLogger(__name__)
 
 RETRY_ENDPOINT = "POST /v1/jobs/{id}/retry"
 ERRORED = "errored"
-ONLY = (ERRORED, JobStatus.EXPIRED.value, JobStatus.CANCELLED.value)
+ONLY = (ERRORED, JobStatus.EXPIRED, JobStatus.CANCELLED)
 RETRY_FIELDS = frozenset({"only", "completion_window"})
-RETRYABLE_TYPES = ("predict",)
-FINISHED_PARTS = (PartStatus.DONE.value, PartStatus.FAILED.value)
+RETRYABLE_TYPES = (JobType.PREDICT,)
+FINISHED_PARTS = (PartStatus.DONE, PartStatus.FAILED)
 
 
 def parse_retry(body: Any) -> tuple[str, int | None]:
@@ -75,16 +76,16 @@ def check_retryable(session: Session, parent: Job, only: str) -> int:
             field="job_id",
             code="job_not_retryable",
         )
-    status = JobStatus(parent.status)
+    status = parent.status
     if status not in TERMINAL:
         raise Conflict(
-            f"job {parent.id} is {status.value}; retry it once it has ended",
+            f"job {parent.id} is {status}; retry it once it has ended",
             field="job_id",
             code="job_not_finished",
         )
-    if only != ERRORED and status.value != only:
+    if only != ERRORED and status != only:
         raise Conflict(
-            f"job {parent.id} is {status.value}, not {only}: only={only} retries the records a {only} "
+            f"job {parent.id} is {status}, not {only}: only={only} retries the records a {only} "
             "job never ran",
             field="only",
             code=f"job_not_{only}",

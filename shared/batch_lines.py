@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from inferq.shared.job_types import JobType
 from inferq.shared.openai_embeddings import (
     EmbeddingsRequest,
     RequestError,
@@ -41,7 +42,7 @@ from inferq.shared.openai_embeddings import (
 )
 from inferq.shared.records import BOM, MAX_ID_CHARS, Record, RecordError, dumps_line
 
-JOB_TYPE = "batch"
+JOB_TYPE = JobType.BATCH
 ENDPOINTS = ("/v1/embeddings",)
 COMPLETION_WINDOWS = {"24h": 24 * 3600}
 MAX_INPUTS_PER_LINE = 2048

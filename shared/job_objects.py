@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from inferq.shared.job_types import JobType
 from inferq.shared.models import Job
+from inferq.shared.states import JobStatus
 from inferq.shared.throughput import overall_throughput
 from inferq.shared.training_waits import waiting_reason
 
@@ -25,10 +27,10 @@ def timestamp(value: datetime | None) -> str | None:
 def job_object(job: Job, throughput: dict[str, Any] | None = None) -> dict[str, Any]:
     """`throughput`: the live rates of a running job (shared.throughput.live_throughput); a finished
     prediction job shows its average over the whole run."""
-    if throughput is None and job.type != "train":
+    if throughput is None and job.type is not JobType.TRAIN:
         throughput = overall_throughput(job)
     error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
-    waiting = job.waits_for_job_id if job.status == "queued" else None  # model `train:<job_id>`
+    waiting = job.waits_for_job_id if job.status is JobStatus.QUEUED else None  # model `train:<job_id>`
     return {
         "id": job.id,
         "object": "job",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -16,8 +16,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 from sqlalchemy.types import TypeDecorator
+
+from inferq.shared.enums import ValueEnum
+from inferq.shared.job_types import JobType
+from inferq.shared.states import JobStatus, PartStatus
+
+E = TypeVar("E", bound=ValueEnum)
 
 
 def utcnow() -> datetime:
@@ -43,6 +49,33 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+class EnumString(TypeDecorator[E], Generic[E]):
+    """An enum stored as its value in a plain string column (no database enum type, no schema change):
+    rows give members, and members or their strings may be written and compared (others are refused)."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int = 20) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(self.enum(value).value)
+        except ValueError as e:
+            raise ValueError(f"{value!r} is not a {self.enum.__name__}") from e
+
+    def process_result_value(self, value: str | None, dialect: Any) -> E | None:
+        return None if value is None else self.enum(value)
+
+    @property
+    def python_type(self) -> type[E]:
+        return self.enum
 
 
 class Base(DeclarativeBase):
@@ -93,9 +126,9 @@ class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    type: Mapped[str] = mapped_column(String(20))
+    type: Mapped[JobType] = mapped_column(EnumString(JobType))
     task: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[JobStatus] = mapped_column(EnumString(JobStatus), index=True)
     model: Mapped[str] = mapped_column(String(200))  # the reference resolved at submit: name:version
     model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
     input_file_id: Mapped[str | None] = mapped_column(String(40), default=None)
@@ -133,6 +166,14 @@ class Job(Base):
 
     __table_args__ = (Index("ix_jobs_tenant_id_id", "tenant_id", "id"),)
 
+    @validates("type")
+    def _job_type(self, key: str, value: JobType | str) -> JobType:
+        return JobType(value)  # a row built with a string holds the member, as a loaded row does
+
+    @validates("status")
+    def _job_status(self, key: str, value: JobStatus | str) -> JobStatus:
+        return JobStatus(value)
+
 
 class JobPart(Base):
     __tablename__ = "job_parts"
@@ -144,7 +185,7 @@ class JobPart(Base):
     first_line: Mapped[int] = mapped_column(BigInteger)  # 1-based physical line of the first record
     first_record: Mapped[int] = mapped_column(BigInteger)  # 0-based index of the first record
     records: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[PartStatus] = mapped_column(EnumString(PartStatus), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -166,10 +207,14 @@ class JobPart(Base):
 
     __table_args__ = (
         UniqueConstraint("job_id", "index", name="uq_job_parts_job_id_index"),
-        # Fair share (shared.jobs.next_parts): a job's next fresh part, its running parts, its latest start.
+        # Fair share (shared.jobs.fair_share): a job's next fresh part, its running parts, its latest start.
         Index("ix_job_parts_job_id_status_attempts_index", "job_id", "status", "attempts", "index"),
         Index("ix_job_parts_job_id_started_at", "job_id", "started_at"),
     )
+
+    @validates("status")
+    def _part_status(self, key: str, value: PartStatus | str) -> PartStatus:
+        return PartStatus(value)
 
 
 class JobEvent(Base):
@@ -178,8 +223,8 @@ class JobEvent(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(40))
-    from_status: Mapped[str | None] = mapped_column(String(20), default=None)
-    to_status: Mapped[str | None] = mapped_column(String(20), default=None)
+    from_status: Mapped[JobStatus | None] = mapped_column(EnumString(JobStatus), default=None)
+    to_status: Mapped[JobStatus | None] = mapped_column(EnumString(JobStatus), default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

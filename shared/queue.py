@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+from inferq.shared.job_types import JobType
 from inferq.shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,9 @@ TASK_QUEUES = {
 }
 
 
-def part_task(job_type: str) -> str:
+def part_task(job_type: JobType) -> str:
     """The task that runs a part of a job of this type: a train job's one part trains, others predict."""
-    return TASK_TRAIN if job_type == "train" else TASK_RUN_PART
+    return TASK_TRAIN if job_type is JobType.TRAIN else TASK_RUN_PART
 
 
 class BrokerError(RuntimeError):

@@ -20,14 +20,13 @@ from sqlalchemy.orm import Session
 
 from inferq.shared import jobs, keys
 from inferq.shared.errors import Conflict
+from inferq.shared.job_types import JobType
 from inferq.shared.models import File, IdempotencyKey, Job, JobPart
 from inferq.shared.settings import Settings
 from inferq.shared.states import LIVE
 from inferq.shared.storage import Storage, delete_prefix
 
 log = logging.getLogger(__name__)
-
-LIVE_VALUES = [s.value for s in LIVE]
 
 
 def delete_after(created_at: datetime, days: int | None, settings: Settings) -> datetime | None:
@@ -46,14 +45,14 @@ def files_in_use(session: Session, tenant_id: str, file_ids: Collection[str]) ->
     used = set(
         session.execute(
             select(Job.input_file_id).where(
-                Job.tenant_id == tenant_id, Job.status.in_(LIVE_VALUES), Job.input_file_id.in_(wanted)
+                Job.tenant_id == tenant_id, Job.status.in_(sorted(LIVE)), Job.input_file_id.in_(wanted)
             )
         ).scalars()
     )
     # A live retry child whose input is not built yet reads its parent's input and error files.
     waiting_children = select(Job.parent_job_id).where(
         Job.tenant_id == tenant_id,
-        Job.status.in_(LIVE_VALUES),
+        Job.status.in_(sorted(LIVE)),
         Job.parent_job_id.is_not(None),
         Job.input_file_id.is_(None),
     )
@@ -62,7 +61,9 @@ def files_in_use(session: Session, tenant_id: str, file_ids: Collection[str]) ->
     ):
         used.update(f for f in (parent_input, parent_errors) if f in wanted)
     for params in session.execute(
-        select(Job.params).where(Job.tenant_id == tenant_id, Job.type == "train", Job.status.in_(LIVE_VALUES))
+        select(Job.params).where(
+            Job.tenant_id == tenant_id, Job.type == JobType.TRAIN, Job.status.in_(sorted(LIVE))
+        )
     ).scalars():
         validation = (params or {}).get("validation_file")
         if validation in wanted:
@@ -86,7 +87,7 @@ def job_in_use(session: Session, job: Job) -> bool:
     needed = session.execute(
         select(
             exists().where(
-                Job.status.in_(LIVE_VALUES),
+                Job.status.in_(sorted(LIVE)),
                 or_(Job.parent_job_id == job.id, Job.waits_for_job_id == job.id),
             )
         )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from inferq.shared.enums import ValueEnum
 
 
-class JobStatus(str, Enum):
+class JobStatus(ValueEnum):
     QUEUED = "queued"
     RUNNING = "running"
     FINALIZING = "finalizing"
@@ -16,7 +16,7 @@ class JobStatus(str, Enum):
     EXPIRED = "expired"
 
 
-class PartStatus(str, Enum):
+class PartStatus(ValueEnum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"

@@ -103,7 +103,7 @@ def live_throughput(session: Session, job: Job, now: datetime | None = None) -> 
     for row in rows:
         if row.started_at is None:
             continue
-        done = row.status == PartStatus.DONE.value and row.finished_at is not None
+        done = row.status == PartStatus.DONE and row.finished_at is not None
         stats = row.stats or {}
         samples.append(
             PartSample(

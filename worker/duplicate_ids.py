@@ -24,6 +24,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from inferq.shared.job_types import JobType
 from inferq.shared.jobs import PartSpec
 from inferq.shared.records import CSV, Record, RecordError, parse_part, read_header
 from inferq.shared.storage import Storage
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 DUPLICATE_ID = "duplicate_id"
 DIGEST_BYTES = 16
 HEADER_PROBE_BYTES = 1024 * 1024
-UNCHECKED_JOB_TYPES = frozenset({"batch"})  # answered by custom_id; every line has its own output id
+UNCHECKED_JOB_TYPES = frozenset({JobType.BATCH})  # answered by custom_id; every line has its own output id
 
 
 class IdDigests:

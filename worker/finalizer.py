@@ -12,6 +12,7 @@ from sqlalchemy import Row, select
 from inferq.shared import jobs, keys, queue
 from inferq.shared.db import session_scope
 from inferq.shared.ids import new_id
+from inferq.shared.job_types import JobType
 from inferq.shared.logs import log_ids
 from inferq.shared.models import File, Job, JobPart, utcnow
 from inferq.shared.settings import Settings
@@ -24,7 +25,7 @@ from inferq.worker.explain_events import explanation_event
 log = logging.getLogger(__name__)
 
 WAIT_FOR_RUNNING_PARTS_SECONDS = 2
-PREDICTION_TYPES = frozenset({"predict", "batch"})
+PREDICTION_TYPES = frozenset({JobType.PREDICT, JobType.BATCH})
 
 
 def batching_metrics(part_stats: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def finalize_job(job_id: str, settings: Settings) -> str:
         job = session.get(Job, job_id)
         if job is None:
             return "missing"
-        status = JobStatus(job.status)
+        status = job.status
         if status is JobStatus.CANCELLING:
             if jobs.running_parts(session, job_id) > 0:
                 waiting = True
@@ -93,7 +94,7 @@ def finalize_job(job_id: str, settings: Settings) -> str:
         elif status is JobStatus.FINALIZING:
             waiting = False
         else:
-            return status.value
+            return status
         tenant_id = job.tenant_id
         job_type, model_ref, model_version_id = job.type, job.model, job.model_version_id
         task, params, input_file_id = job.task, dict(job.params or {}), job.input_file_id
@@ -106,9 +107,7 @@ def finalize_job(job_id: str, settings: Settings) -> str:
         delete_after = job.delete_after  # the output and error files go with the job (shared.retention)
         parts = session.execute(
             select(JobPart.output_key, JobPart.error_key, JobPart.completed, JobPart.failed, JobPart.stats)
-            .where(
-                JobPart.job_id == job_id, JobPart.status.in_([PartStatus.DONE.value, PartStatus.FAILED.value])
-            )
+            .where(JobPart.job_id == job_id, JobPart.status.in_([PartStatus.DONE, PartStatus.FAILED]))
             .order_by(JobPart.index)
         ).all()
     if waiting:
@@ -129,7 +128,7 @@ def finalize_job(job_id: str, settings: Settings) -> str:
     output.delete_after = errors.delete_after = delete_after
     extra: dict[str, object] = {}
     cache_totals = result_cache.cache_metrics([p.stats for p in parts])  # params.cache: hits, misses
-    if status is JobStatus.FINALIZING and job_type == "evaluate":
+    if status is JobStatus.FINALIZING and job_type is JobType.EVALUATE:
         extra["metrics"] = _evaluation(settings, storage, out_key, model_ref, model_version_id)
     elif job_type in PREDICTION_TYPES:
         batching = batching_metrics([p.stats for p in parts])
@@ -197,17 +196,15 @@ def finalize_job(job_id: str, settings: Settings) -> str:
                 "reproducibility record written",
                 {"key": manifest_key, "output_sha256": output.sha256, "error_sha256": errors.sha256},
             )
-    log.info(
-        "job %s %s: %d records, %d errors", job_id, target.value, completed, failed, extra=log_ids(job_id)
-    )
-    return target.value
+    log.info("job %s %s: %d records, %d errors", job_id, target, completed, failed, extra=log_ids(job_id))
+    return target
 
 
 def _reproducibility(
     settings: Settings,
     storage: Storage,
     job_id: str,
-    job_type: str,
+    job_type: JobType,
     task: str,
     model_ref: str,
     model_version_id: str | None,

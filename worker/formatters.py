@@ -16,6 +16,7 @@ from typing import Any
 from inferq.shared import batch_lines, registry
 from inferq.shared.db import session_scope
 from inferq.shared.errors import InferqError, NotFound
+from inferq.shared.job_types import JobType
 from inferq.shared.models import Job
 from inferq.shared.openai_embeddings import EmbeddingsRequest
 from inferq.shared.records import JSONL, Record, RecordError, dumps_line, error_line, parse_part
@@ -172,7 +173,7 @@ def _request(record: Record) -> EmbeddingsRequest:
 
 
 def formatter_for(job: Job, model: registry.ResolvedModel, settings: Settings) -> Formatter:
-    if job.type == "evaluate" or job.task == IMAGE_CLASSIFICATION:
+    if job.type is JobType.EVALUATE or job.task == IMAGE_CLASSIFICATION:
         from inferq.shared.storage import get_storage
         from inferq.worker.task_formatter import TaskFormatter
 
@@ -180,7 +181,7 @@ def formatter_for(job: Job, model: registry.ResolvedModel, settings: Settings) -
             job.task,
             job.tenant_id,
             get_storage(settings),
-            labelled=job.type == "evaluate",
+            labelled=job.type is JobType.EVALUATE,
             max_pixels=settings.image_max_pixels,
         )
     if job.type == batch_lines.JOB_TYPE:

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from inferq.shared.job_types import JobType
 from inferq.shared.registry import ResolvedModel, builtin_path
 from inferq.shared.settings import Settings
 from inferq.shared.storage import Storage
@@ -27,7 +28,7 @@ from inferq.shared.storage import Storage
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 LIBRARIES = ("torch", "transformers", "inferq")
 # Job types whose finalizer writes a record (a train job's record is its model version).
-RECORDED_TYPES = frozenset({"predict", "evaluate", "batch"})
+RECORDED_TYPES = frozenset({JobType.PREDICT, JobType.EVALUATE, JobType.BATCH})
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _int_or_none(value: Any) -> int | None:
 def build_record(
     *,
     job_id: str,
-    job_type: str,
+    job_type: JobType,
     task: str,
     model: ResolvedModel,
     tokenizer_hash: str | None,

@@ -54,7 +54,7 @@ def part_size(total_hint: int | None, settings: Settings, workers: int | None = 
 def plan_job(job_id: str, settings: Settings) -> None:
     with session_scope(settings) as session:
         job = session.get(Job, job_id)
-        if job is None or JobStatus(job.status) not in WORKING:
+        if job is None or job.status not in WORKING:
             return
         if job.waits_for_job_id is not None:  # model `train:<job_id>`: planned once that job succeeds
             log.info("job %s waits for training job %s", job_id, job.waits_for_job_id, extra=log_ids(job_id))
@@ -63,9 +63,7 @@ def plan_job(job_id: str, settings: Settings) -> None:
             # A duplicate plan message: the parts exist; make sure none waits for a lost message.
             queued = (
                 session.execute(
-                    select(JobPart.id).where(
-                        JobPart.job_id == job_id, JobPart.status == PartStatus.QUEUED.value
-                    )
+                    select(JobPart.id).where(JobPart.job_id == job_id, JobPart.status == PartStatus.QUEUED)
                 )
                 .scalars()
                 .all()

@@ -48,14 +48,14 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
         if resend_after is None
         else resend_after
     )
-    working = [s.value for s in WORKING]
+    working = sorted(WORKING)
 
     with session_scope(settings) as session:
         # Jobs past their completion window stop like a cancel and end `expired`.
         overdue = (
             session.execute(
                 select(Job.id).where(
-                    Job.status.in_([s.value for s in LIVE if s is not JobStatus.CANCELLING]),
+                    Job.status.in_(sorted(LIVE - {JobStatus.CANCELLING})),
                     Job.expires_at.is_not(None),
                     Job.expires_at < now,
                 )
@@ -98,7 +98,7 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
         finals = (
             session.execute(
                 select(Job.id).where(
-                    Job.status.in_([JobStatus.FINALIZING.value, JobStatus.CANCELLING.value]),
+                    Job.status.in_([JobStatus.FINALIZING, JobStatus.CANCELLING]),
                     or_(Job.sent_at.is_(None), Job.sent_at < control_stale),
                 )
             )
@@ -113,11 +113,11 @@ def reconcile(settings: Settings, *, resend_after: int | None = None) -> Reconci
                     Job.status.in_(working),
                     or_(
                         and_(
-                            JobPart.status == PartStatus.QUEUED.value,
+                            JobPart.status == PartStatus.QUEUED,
                             or_(JobPart.sent_at.is_(None), JobPart.sent_at < stale),
                         ),
                         and_(
-                            JobPart.status == PartStatus.RUNNING.value,
+                            JobPart.status == PartStatus.RUNNING,
                             JobPart.lease_expires_at < now,
                             or_(
                                 JobPart.sent_at.is_(None),
@@ -170,9 +170,9 @@ def _ended_trainings(session: Session) -> list[str]:
             .distinct()
             .outerjoin(training, training.id == Job.waits_for_job_id)
             .where(
-                Job.status == JobStatus.QUEUED.value,
+                Job.status == JobStatus.QUEUED,
                 Job.waits_for_job_id.is_not(None),
-                or_(training.id.is_(None), training.status.in_([s.value for s in TERMINAL])),
+                or_(training.id.is_(None), training.status.in_(sorted(TERMINAL))),
             )
         )
         .scalars()

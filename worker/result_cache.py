@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 from PIL import Image
 
+from inferq.shared.job_types import JobType
 from inferq.shared.registry import ResolvedModel
 from inferq.worker.images import ImageError, ImageSource
 
@@ -42,10 +43,10 @@ KEY_VERSION = 1
 # Parameters that never change a record's output: they are left out of the key.
 NON_OUTPUT_PARAMS = frozenset({"batch_tokens", "output_format", "cache"})
 # Job types whose output line is `{"id", **output}` for exactly one input value per record.
-CACHED_JOB_TYPES = frozenset({"predict"})
+CACHED_JOB_TYPES = frozenset({JobType.PREDICT})
 
 
-def wanted(job_type: str, params: Mapping[str, Any]) -> bool:
+def wanted(job_type: JobType, params: Mapping[str, Any]) -> bool:
     """Whether a part of this job uses the cache: a predict job that asked for it."""
     return job_type in CACHED_JOB_TYPES and params.get("cache") is True
 

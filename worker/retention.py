@@ -29,13 +29,12 @@ from inferq.shared.db import session_scope
 from inferq.shared.logs import log_ids
 from inferq.shared.models import File, Job, ResultCache, utcnow
 from inferq.shared.settings import Settings
-from inferq.shared.states import TERMINAL, JobStatus
+from inferq.shared.states import TERMINAL
 from inferq.shared.storage import Storage, StorageError, get_storage
 
 log = logging.getLogger(__name__)
 
 SWEEP_LIMIT = 1000
-TERMINAL_VALUES = [s.value for s in TERMINAL]
 
 
 @dataclass
@@ -61,7 +60,7 @@ def sweep(settings: Settings, *, now: datetime | None = None, limit: int = SWEEP
             session.execute(
                 select(Job.id)
                 .where(
-                    Job.delete_after.is_not(None), Job.delete_after <= now, Job.status.in_(TERMINAL_VALUES)
+                    Job.delete_after.is_not(None), Job.delete_after <= now, Job.status.in_(sorted(TERMINAL))
                 )
                 .order_by(Job.delete_after)
                 .limit(limit)
@@ -104,7 +103,7 @@ def _sweep_job(settings: Settings, storage: Storage, job_id: str, now: datetime,
             ).scalar_one_or_none()
             if job is None or job.delete_after is None or job.delete_after > now:
                 return
-            if JobStatus(job.status) not in TERMINAL:
+            if job.status not in TERMINAL:
                 return
             if retention.job_in_use(session, job):
                 report.kept_in_use += 1

@@ -48,7 +48,7 @@ from inferq.shared.records import (
 )
 from inferq.shared.retry_merge import Slot, slot_line, split_lines
 from inferq.shared.settings import Settings
-from inferq.shared.states import WORKING, JobStatus, PartStatus
+from inferq.shared.states import WORKING, PartStatus
 from inferq.shared.storage import Storage, get_storage
 from inferq.worker.duplicate_ids import mark_duplicates
 
@@ -108,9 +108,9 @@ def errored_stretches(parts: Sequence[ParentPart], error_lines: Iterable[int]) -
             if line >= part.first_line:
                 mine.add(line)
             line = next(lines, None)
-        if part.status == PartStatus.FAILED.value:
+        if part.status == PartStatus.FAILED:
             yield _stretch(part, before, None)
-        elif part.status == PartStatus.DONE.value:
+        elif part.status == PartStatus.DONE:
             if mine:
                 yield _stretch(part, before, frozenset(mine))
             before += part.completed
@@ -120,9 +120,9 @@ def unfinished_stretches(parts: Sequence[ParentPart]) -> Iterator[Stretch]:
     """The stretches of the parts that never finished (the job was cancelled or expired first)."""
     before = 0
     for part in parts:
-        if part.status == PartStatus.DONE.value:
+        if part.status == PartStatus.DONE:
             before += part.completed
-        elif part.status != PartStatus.FAILED.value:
+        elif part.status != PartStatus.FAILED:
             yield _stretch(part, before, None)
 
 
@@ -178,7 +178,7 @@ def build_retry_input(job_id: str, settings: Settings) -> File | None:
     stopped, failed for want of its sources, or another planner attached its input first)."""
     with session_scope(settings) as session:
         child = session.get(Job, job_id)
-        if child is None or child.parent_job_id is None or JobStatus(child.status) not in WORKING:
+        if child is None or child.parent_job_id is None or child.status not in WORKING:
             return None
         if child.input_file_id is not None:
             return session.get(File, child.input_file_id)

@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from inferq.shared import jobs, keys, queue, registry
+from inferq.shared import keys, queue, registry
 from inferq.shared.db import session_scope
+from inferq.shared.job_types import JobType
 from inferq.shared.jobs import Lease
 from inferq.shared.logs import log_ids
 from inferq.shared.models import File, Job, JobPart
 from inferq.shared.records import Record, RecordError, error_line, read_header
 from inferq.shared.settings import Settings
 from inferq.shared.storage import Storage, StorageUnavailable, get_storage
+from inferq.worker import lease as leasing
 from inferq.worker import metrics as worker_metrics
 from inferq.worker import result_cache, result_cache_store
 from inferq.worker.duplicate_ids import mark_duplicates
 from inferq.worker.formatters import Formatter, formatter_for
+from inferq.worker.lease import LeaseLost, Outcome, Progress
 from inferq.worker.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,6 @@ HEADER_PROBE_BYTES = 1024 * 1024
 PART_FAILED = "part_failed"  # the error code of a given-up part's records when they cannot be re-read
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}" + (
-        f":gpu{os.environ['CUDA_VISIBLE_DEVICES']}" if os.environ.get("CUDA_VISIBLE_DEVICES") else ""
-    )
-
-
 def model_cache(settings: Settings) -> ModelCache:
     global _cache
     if _cache is None:
@@ -50,61 +44,21 @@ def model_cache(settings: Settings) -> ModelCache:
     return _cache
 
 
-class LeaseLost(RuntimeError):
-    """Another worker holds the part now, or the job stopped: this attempt must not write."""
+@dataclass(frozen=True)
+class JobFacts:
+    """What a part needs of its job."""
 
-
-@dataclass
-class Progress:
-    """Shared between the batching loop and the heartbeat thread."""
-
-    completed: int = 0
-    failed: int = 0
-    stop: str | None = None  # why the loop must stop: "lease_lost" or "cancelled"
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class Heartbeat(threading.Thread):
-    """Extends the lease and publishes progress every few seconds; flags the loop to stop if it must."""
-
-    def __init__(self, lease: Lease, progress: Progress, settings: Settings) -> None:
-        super().__init__(name=f"heartbeat-{lease.part_id}", daemon=True)
-        self.lease = lease
-        self.progress = progress
-        self.settings = settings
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.settings.heartbeat_seconds):
-            self.beat()
-
-    def beat(self) -> None:
-        with self.progress.lock:
-            completed, failed = self.progress.completed, self.progress.failed
-        try:
-            with session_scope(self.settings) as session:
-                if not jobs.heartbeat(session, self.lease, self.settings.lease_seconds, completed, failed):
-                    self.progress.stop = "lease_lost"
-                elif jobs.is_cancelled(session, self.lease.job_id):
-                    self.progress.stop = "cancelled"
-        except Exception as e:  # the database may be briefly down; the lease has slack for that
-            log.warning(
-                "heartbeat for part %s failed: %s",
-                self.lease.part_id,
-                e,
-                extra=log_ids(self.lease.job_id, self.lease.part_id),
-            )
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join(timeout=10)
+    id: str
+    type: JobType
+    task: str
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class PartContext:
     lease: Lease
     tenant_id: str
-    job: dict[str, Any]
+    job: JobFacts
     part_index: int
     byte_start: int
     byte_end: int
@@ -131,7 +85,7 @@ def _load_context(session: Session, lease: Lease, settings: Settings) -> PartCon
     return PartContext(
         lease=lease,
         tenant_id=job.tenant_id,
-        job={"id": job.id, "type": job.type, "task": job.task, "params": dict(job.params or {})},
+        job=JobFacts(id=job.id, type=job.type, task=job.task, params=dict(job.params or {})),
         part_index=part.index,
         byte_start=part.byte_start,
         byte_end=part.byte_end,
@@ -183,32 +137,26 @@ def _write_objects(
     storage.put_bytes(err_key, b"".join(format_error(e) for e in sorted(errors, key=lambda e: e.index)))
 
 
-def run_part(part_id: str, settings: Settings, *, fair: bool = False, redelivered: bool = False) -> str:
-    """Returns what happened: done, failed, skipped (not claimable), lost (lease lost), released.
+def run_part(part_id: str, settings: Settings, *, fair: bool = False, redelivered: bool = False) -> Outcome:
+    """What happened: done, failed, skipped (not claimable), lost (lease lost), released.
 
     `fair` (a run_part message, worker.tasks): the message is permission to run one part and `part_id`
     only names one; `jobs.claim_fair_part` picks which (fair share across tenants, priority within one).
     `redelivered`: the broker's copy of a message delivered before.
     """
-    owner = worker_name()
     # Claim and read in one transaction: if the database fails in between, the claim never happened
     # (rather than an attempt counted and a lease held by a worker that is not running the part).
     with session_scope(settings) as session:
-        if fair:
-            lease = jobs.claim_fair_part(
-                session, part_id, owner, settings.lease_seconds, redelivered=redelivered
-            )
-        else:
-            lease = jobs.claim_part(session, part_id, owner, settings.lease_seconds)
+        lease = leasing.claim(session, part_id, settings, fair=fair, redelivered=redelivered)
         ctx = _load_context(session, lease, settings) if lease is not None else None
     if lease is None or ctx is None:
-        return "skipped"
+        return Outcome.SKIPPED
     part_id = lease.part_id  # fair share may run another part than the message named
     storage = get_storage(settings)
-    out_key = keys.part_output_key(ctx.tenant_id, ctx.job["id"], ctx.part_index)
-    err_key = keys.part_error_key(ctx.tenant_id, ctx.job["id"], ctx.part_index)
+    out_key = keys.part_output_key(ctx.tenant_id, ctx.job.id, ctx.part_index)
+    err_key = keys.part_error_key(ctx.tenant_id, ctx.job.id, ctx.part_index)
 
-    if ctx.attempts > settings.max_part_attempts:
+    if leasing.lost_too_often(ctx.attempts, settings):
         return _give_up(
             ctx,
             storage,
@@ -219,151 +167,108 @@ def run_part(part_id: str, settings: Settings, *, fair: bool = False, redelivere
             f"the worker running this record was lost {ctx.attempts - 1} times (out of memory?)",
         )
 
-    progress = Progress()
-    heartbeat = Heartbeat(lease, progress, settings)
-    heartbeat.start()
-    try:
-        # Where a part's time goes, in its part_done event: read_seconds, parse_seconds, then the
-        # predictor's preprocess_seconds (tokenize) and forward_seconds, encode_seconds (output lines),
-        # write_seconds (objects).
-        started = time.perf_counter()
-        timings: dict[str, float] = {}
-        records, errors = _read_records(ctx, storage, timings)
-        with progress.lock:
-            progress.failed = len(errors)
-        new_results: dict[str, str] = {}  # the result cache's new rows (params.cache)
-        if result_cache.wanted(ctx.job["type"], ctx.job["params"]):
-            outputs, stats, tokens, new_results = result_cache_store.predict_cached(
-                settings,
-                ctx.tenant_id,
-                result_cache_store.key_space(ctx.model, ctx.job["task"], ctx.job["params"]),
-                records,
-                lambda todo, done: _predict(ctx, todo, progress, settings, storage, done),
+    with leasing.held(lease, settings) as (progress, heartbeat):
+        try:
+            written = _run(ctx, storage, settings, progress, out_key, err_key)
+        except LeaseLost as e:
+            log.info("part %s stopped: %s", part_id, e, extra=log_ids(lease.job_id, part_id))
+            return leasing.stopped(
+                lease, progress, settings, "job stopped while the part ran; its partial work is dropped"
             )
-        else:
-            outputs, stats, tokens = _predict(ctx, records, progress, settings, storage)
-        records, outputs, tokens, late = ctx.formatter.failed_late(records, outputs, tokens)
-        if late:
-            errors = sorted(errors + late, key=lambda e: e.index)
-        encode_started = time.perf_counter()
-        lines = ctx.formatter.output_lines(records, outputs, tokens)
-        del outputs
-        write_started = time.perf_counter()
-        _write_objects(storage, out_key, err_key, lines, errors, ctx.formatter.error_line)
-        stats.update(
-            timings,
-            encode_seconds=round(write_started - encode_started, 4),
-            write_seconds=round(time.perf_counter() - write_started, 4),
-            total_seconds=round(time.perf_counter() - started, 4),
-            worker=owner,
-            attempt=lease.attempt,
-        )
-    except LeaseLost as e:
-        log.info("part %s stopped: %s", part_id, e, extra=log_ids(lease.job_id, part_id))
-        if progress.stop == "cancelled":
-            with session_scope(settings) as session:
-                jobs.release_part(
-                    session, lease, "job stopped while the part ran; its partial work is dropped"
-                )
-            return "released"
-        return "lost"
-    except SystemExit:
-        # The pool child was told to stop (billiard turns SIGTERM, SIGHUP, SIGQUIT into SystemExit):
-        # hand the part back now rather than leave it `running` until the lease lapses.
-        heartbeat.stop()
-        _hand_back(lease, settings, "worker shutting down", resend=True)
-        raise
-    except (StorageUnavailable, OperationalError) as e:
-        # Storage or the database is down: not the part's fault, so the attempt does not count; the
-        # task retries with backoff (worker.tasks) and claims the part again.
-        heartbeat.stop()
-        _hand_back(lease, settings, f"{type(e).__name__}: {e}", resend=False)
-        raise
-    except Exception as e:
-        heartbeat.stop()
-        return _on_error(ctx, storage, settings, out_key, err_key, e)
-    finally:
-        heartbeat.stop()
+        except SystemExit:
+            # The pool child was told to stop (billiard turns SIGTERM, SIGHUP, SIGQUIT into SystemExit):
+            # hand the part back now rather than leave it `running` until the lease lapses.
+            heartbeat.stop()
+            leasing.hand_back(lease, settings, "worker shutting down", resend=queue.TASK_RUN_PART)
+            raise
+        except (StorageUnavailable, OperationalError) as e:
+            # Storage or the database is down: not the part's fault, so the attempt does not count; the
+            # task retries with backoff (worker.tasks) and claims the part again.
+            heartbeat.stop()
+            leasing.hand_back(lease, settings, f"{type(e).__name__}: {e}", resend=None)
+            raise
+        except Exception as e:
+            heartbeat.stop()
+            return _on_error(ctx, storage, settings, out_key, err_key, e)
 
-    if new_results:  # after the part's objects are written; never fails the part
-        stats["cache_stored"] = result_cache_store.store(settings, ctx.tenant_id, new_results)
-    fan_in = _complete(lease, settings, len(records), len(errors), out_key, err_key, stats)
+    stats = written.stats
+    if written.new_results:  # after the part's objects are written; never fails the part
+        stats["cache_stored"] = result_cache_store.store(settings, ctx.tenant_id, written.new_results)
+    fan_in = leasing.complete(lease, settings, written.completed, written.failed, out_key, err_key, stats)
     if fan_in is None:
         log.info(
             "part %s finished but its lease was taken over; discarded",
             part_id,
             extra=log_ids(lease.job_id, part_id),
         )
-        return "lost"
+        return Outcome.LOST
     log.info(
         "job %s part %d done: %d ok, %d errors in %.2fs on %s",
-        ctx.job["id"],
+        ctx.job.id,
         ctx.part_index,
-        len(records),
-        len(errors),
+        written.completed,
+        written.failed,
         stats["total_seconds"],
-        owner,
+        leasing.worker_name(),
         extra=log_ids(lease.job_id, part_id),
     )
     worker_metrics.part_finished(
-        ctx.job["task"], "done", len(records), len(errors), float(stats["total_seconds"])
+        ctx.job.task, "done", written.completed, written.failed, float(stats["total_seconds"])
     )
-    if fan_in.finalize:
-        queue.try_send(queue.TASK_FINALIZE, [ctx.job["id"]], settings=settings)
-    return "done"
+    leasing.finalize_if_last(lease, fan_in, settings)
+    return Outcome.DONE
 
 
-def _complete(
-    lease: Lease,
-    settings: Settings,
-    completed: int,
-    failed: int,
-    out_key: str,
-    err_key: str,
-    stats: dict[str, Any],
-) -> jobs.FanIn | None:
-    """Mark the part done. While the database is briefly down, keep trying for up to a lease: the
-    objects are written, and the commit still counts unless another worker took the part meanwhile."""
-    deadline = time.monotonic() + settings.lease_seconds
-    delay = 0.5
-    while True:
-        try:
-            with session_scope(settings) as session:
-                return jobs.complete_part(session, lease, completed, failed, out_key, err_key, stats)
-        except OperationalError as e:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning(
-                "part %s: cannot commit yet, retrying in %.1fs: %s",
-                lease.part_id,
-                delay,
-                e,
-                extra=log_ids(lease.job_id, lease.part_id),
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+@dataclass(frozen=True)
+class PartWritten:
+    """An attempt's work, its objects written: what `run_part` commits."""
+
+    completed: int  # records with an output line
+    failed: int  # records with an error line
+    stats: dict[str, Any]  # the part_done event's data: timings, batches, device …
+    new_results: dict[str, str]  # the result cache's new rows (params.cache)
 
 
-def _hand_back(lease: Lease, settings: Settings, reason: str, *, resend: bool) -> None:
-    """Release the part without counting the attempt (it was not the part's fault); `resend` it now."""
-    try:
-        with session_scope(settings) as session:
-            released = jobs.release_part(session, lease, f"handed back: {reason}", count_attempt=False)
-    except Exception as e:  # the lease lapses instead, and the reconciler re-sends the part
-        log.warning(
-            "could not hand part %s back (%s): %s",
-            lease.part_id,
-            reason,
-            e,
-            extra=log_ids(lease.job_id, lease.part_id),
+def _run(
+    ctx: PartContext, storage: Storage, settings: Settings, progress: Progress, out_key: str, err_key: str
+) -> PartWritten:
+    """Read the part's records, predict, write its output and error objects."""
+    # Where a part's time goes, in its part_done event: read_seconds, parse_seconds, then the
+    # predictor's preprocess_seconds (tokenize) and forward_seconds, encode_seconds (output lines),
+    # write_seconds (objects).
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    records, errors = _read_records(ctx, storage, timings)
+    with progress.lock:
+        progress.failed = len(errors)
+    new_results: dict[str, str] = {}
+    if result_cache.wanted(ctx.job.type, ctx.job.params):
+        outputs, stats, tokens, new_results = result_cache_store.predict_cached(
+            settings,
+            ctx.tenant_id,
+            result_cache_store.key_space(ctx.model, ctx.job.task, ctx.job.params),
+            records,
+            lambda todo, done: _predict(ctx, todo, progress, settings, storage, done),
         )
-        return
-    if released:
-        log.warning(
-            "part %s handed back: %s", lease.part_id, reason, extra=log_ids(lease.job_id, lease.part_id)
-        )
-        if resend:
-            queue.try_send(queue.TASK_RUN_PART, [lease.part_id], settings=settings)
+    else:
+        outputs, stats, tokens = _predict(ctx, records, progress, settings, storage)
+    records, outputs, tokens, late = ctx.formatter.failed_late(records, outputs, tokens)
+    if late:
+        errors = sorted(errors + late, key=lambda e: e.index)
+    encode_started = time.perf_counter()
+    lines = ctx.formatter.output_lines(records, outputs, tokens)
+    del outputs
+    write_started = time.perf_counter()
+    _write_objects(storage, out_key, err_key, lines, errors, ctx.formatter.error_line)
+    stats.update(
+        timings,
+        encode_seconds=round(write_started - encode_started, 4),
+        write_seconds=round(time.perf_counter() - write_started, 4),
+        total_seconds=round(time.perf_counter() - started, 4),
+        worker=leasing.worker_name(),
+        attempt=ctx.lease.attempt,
+    )
+    return PartWritten(len(records), len(errors), stats, new_results)
 
 
 def _predict(
@@ -386,10 +291,10 @@ def _predict(
     device = resolve_device()
     load_started = time.perf_counter()
     predictor = model_cache(settings).get(
-        ctx.model, ctx.job["task"], storage, settings.model_cache_dir, str(device)
+        ctx.model, ctx.job.task, storage, settings.model_cache_dir, str(device)
     )
     load_seconds = time.perf_counter() - load_started
-    params = ctx.job["params"]
+    params = ctx.job.params
     batch_tokens, max_batch_size = batching_for(
         device, int(params.get("batch_tokens") or settings.batch_tokens), settings.max_batch_size
     )
@@ -422,13 +327,13 @@ def _predict(
 
 def _on_error(
     ctx: PartContext, storage: Storage, settings: Settings, out_key: str, err_key: str, error: Exception
-) -> str:
+) -> Outcome:
     """An attempt raised: retry it, or give up after max attempts (counted in SQL, not in the broker)."""
     message = f"{type(error).__name__}: {error}"
-    if ctx.attempts >= settings.max_part_attempts:
+    if leasing.out_of_attempts(ctx.attempts, settings):
         log.exception(
             "job %s part %d failed for good",
-            ctx.job["id"],
+            ctx.job.id,
             ctx.part_index,
             exc_info=error,
             extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
@@ -436,19 +341,13 @@ def _on_error(
         return _give_up(ctx, storage, settings, out_key, err_key, "processing_error", message)
     log.warning(
         "job %s part %d attempt %d failed, retrying: %s",
-        ctx.job["id"],
+        ctx.job.id,
         ctx.part_index,
         ctx.attempts,
         message,
         extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
     )
-    with session_scope(settings) as session:
-        released = jobs.release_part(session, ctx.lease, f"attempt {ctx.attempts} failed: {message}")
-    if released:
-        queue.try_send(
-            queue.TASK_RUN_PART, [ctx.lease.part_id], countdown=min(30, 2**ctx.attempts), settings=settings
-        )
-    return "released"
+    return leasing.release_for_retry(ctx.lease, settings, ctx.attempts, message, queue.TASK_RUN_PART)
 
 
 def _give_up(
@@ -459,7 +358,7 @@ def _give_up(
     err_key: str,
     code: str,
     message: str,
-) -> str:
+) -> Outcome:
     """The part failed too often: every record becomes an error line, and the job goes on.
 
     Its records are read again for their ids and lines; if they cannot be (what failed the part may be
@@ -470,7 +369,7 @@ def _give_up(
     except Exception as e:
         log.error(
             "job %s part %d unreadable: %s",
-            ctx.job["id"],
+            ctx.job.id,
             ctx.part_index,
             e,
             extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
@@ -479,21 +378,18 @@ def _give_up(
     if not all_errors and ctx.records:  # never no line for a part that had records
         all_errors = _range_errors(ctx, message, "no record read")
     _write_objects(storage, out_key, err_key, [], all_errors, ctx.formatter.error_line)
-    with session_scope(settings) as session:
-        fan_in = jobs.fail_part(session, ctx.lease, code, message, err_key, out_key)
-    if fan_in is None:
-        return "lost"
+    outcome = leasing.give_up(ctx.lease, settings, code, message, err_key, out_key)
+    if outcome is not Outcome.FAILED:
+        return outcome
     log.error(
         "job %s part %d failed: %s",
-        ctx.job["id"],
+        ctx.job.id,
         ctx.part_index,
         message,
         extra=log_ids(ctx.lease.job_id, ctx.lease.part_id),
     )
-    worker_metrics.part_finished(ctx.job["task"], "failed", 0, len(all_errors), None)
-    if fan_in.finalize:
-        queue.try_send(queue.TASK_FINALIZE, [ctx.job["id"]], settings=settings)
-    return "failed"
+    worker_metrics.part_finished(ctx.job.task, "failed", 0, len(all_errors), None)
+    return outcome
 
 
 def _range_errors(ctx: PartContext, message: str, reread: str) -> list[RecordError]:

@@ -42,25 +42,27 @@ def plan_job(self: Any, job_id: str) -> None:
 
 
 @shared_task(name=TASK_RUN_PART, bind=True, max_retries=10, **TASK_OPTIONS)
-def run_part(self: Any, part_id: str) -> str:
+def run_part(self: Any, part_id: str) -> None:
+    """Run one part (the one fair share picks); what came of it is in its rows and its job's events,
+    and no one reads a task result (`ignore_result`)."""
     from inferq.worker.runner import run_part as run
 
     settings = get_settings()
     # The broker's copy of a message it delivered before (Redis: visibility timeout, a lost worker).
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
-        return run(part_id, settings, fair=settings.fair_share, redelivered=redelivered)
+        run(part_id, settings, fair=settings.fair_share, redelivered=redelivered)
     except TRANSIENT as e:
         raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
 
 
 @shared_task(name=TASK_TRAIN, bind=True, max_retries=10, **TASK_OPTIONS)
-def train_job(self: Any, part_id: str) -> str:
+def train_job(self: Any, part_id: str) -> None:
     """One training job, start to end (or resumed after its last checkpoint), under the part's lease."""
     from inferq.worker.trainer import run_training
 
     try:
-        return run_training(part_id, get_settings())
+        run_training(part_id, get_settings())
     except TRANSIENT as e:
         raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
 
@@ -88,8 +90,8 @@ def deliver_webhook(delivery_id: str) -> str:
 def reconcile() -> int:
     """Beat's reconcile: one more caller of the workers' timed run (worker.reconcile_timer), so a turn
     that another process holds, or ran moments ago, is skipped."""
+    from inferq.worker.lease import worker_name
     from inferq.worker.reconcile_timer import run_if_due
-    from inferq.worker.runner import worker_name
 
     report = run_if_due(get_settings(), f"beat {worker_name()}")
     return 0 if report is None else report.total()

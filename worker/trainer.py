@@ -30,10 +30,11 @@ from inferq.shared.records import RecordError, error_line
 from inferq.shared.settings import Settings
 from inferq.shared.storage import Storage, get_storage
 from inferq.worker import checkpoints
+from inferq.worker import lease as leasing
 from inferq.worker.inference import resolve_device
+from inferq.worker.lease import LeaseLost, Outcome, Progress, Stop
 from inferq.worker.model_cache import local_model_dir
 from inferq.worker.record_values import LabelledRecords, read_labelled_file
-from inferq.worker.runner import Heartbeat, LeaseLost, Progress, worker_name
 from inferq.worker.scoring import classification_metrics
 from inferq.worker.trainables import FINETUNE_IMAGE, FINETUNE_TEXT, Trainable, build_trainable
 
@@ -250,7 +251,7 @@ class StopCheck:
             self.last = time.monotonic()
             with session_scope(self.settings) as session:
                 if jobs.is_cancelled(session, self.lease.job_id):
-                    self.progress.stop = "cancelled"
+                    self.progress.stop = Stop.CANCELLED
         if self.progress.stop is not None:
             raise LeaseLost(self.progress.stop)
 
@@ -275,9 +276,18 @@ def _event(settings: Settings, job_id: str, kind: str, message: str, data: dict[
         jobs.record_event(session, job_id, kind, message, data)
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What `train` made: the model (saved by `_finish`), the data it saw, the job's final metrics."""
+
+    trainable: Trainable
+    data: Data
+    metrics: dict[str, Any]  # the job's `metrics` (JSON): final scores, per class, history …
+
+
 def train(
     ctx: TrainContext, progress: Progress, storage: Storage, settings: Settings, workdir: Path
-) -> dict[str, Any]:
+) -> Trained:
     """Run the epochs (resuming after the last checkpoint), register the model; the job's final metrics."""
     hp = ctx.hyperparameters
     seed, epochs, batch_size = int(hp["seed"]), int(hp["epochs"]), int(hp["batch_size"])
@@ -408,10 +418,10 @@ def train(
     final = classification_metrics(
         [data.labels[i] for i in data.val_labels], [data.labels[i] for i in preds], data.labels
     )
-    return {
-        "trainable": trainable,
-        "data": data,
-        "metrics": {
+    return Trained(
+        trainable=trainable,
+        data=data,
+        metrics={
             "epoch": epochs,
             "epochs": epochs,
             "train_loss": last["train_loss"],
@@ -425,15 +435,13 @@ def train(
             "train_seconds": round(time.perf_counter() - started, 3),
             "history": history,
         },
-    }
+    )
 
 
 def _finish(
-    ctx: TrainContext, result: dict[str, Any], storage: Storage, settings: Settings, workdir: Path
-) -> str:
-    trainable: Trainable = result["trainable"]
-    data: Data = result["data"]
-    metrics: dict[str, Any] = result["metrics"]
+    ctx: TrainContext, trained: Trained, storage: Storage, settings: Settings, workdir: Path
+) -> Outcome:
+    trainable, data, metrics = trained.trainable, trained.data, trained.metrics
     folder = workdir / "final"
     trainable.save(folder)
     out_key = keys.part_output_key(ctx.tenant_id, ctx.job_id, 0)
@@ -468,28 +476,28 @@ def _finish(
         if fan_in is None:
             raise LeaseLost("lease lost before the model could be registered")
     log.info("job %s trained %s: accuracy %.4f", ctx.job_id, model.ref, metrics["accuracy"])
-    if fan_in.finalize:
-        queue.try_send(queue.TASK_FINALIZE, [ctx.job_id], settings=settings)
-    return "done"
+    leasing.finalize_if_last(ctx.lease, fan_in, settings)
+    return Outcome.DONE
 
 
-def _fail(settings: Settings, job_id: str, code: str, message: str) -> str:
+def _fail(settings: Settings, job_id: str, code: str, message: str) -> Outcome:
+    """Give up on a training job: its one part is the job, so the job fails (no record file to finish)."""
     with session_scope(settings) as session:
         jobs.fail_job(session, job_id, code, message)
-    return "failed"
+    return Outcome.FAILED
 
 
-def run_training(part_id: str, settings: Settings) -> str:
-    """Returns what happened: done, failed, skipped (not claimable), lost (lease lost), released."""
+def run_training(part_id: str, settings: Settings) -> Outcome:
+    """What happened: done, failed, skipped (not claimable), lost (lease lost), released."""
     with session_scope(settings) as session:
-        lease = jobs.claim_part(session, part_id, worker_name(), settings.lease_seconds)
+        lease = leasing.claim(session, part_id, settings)
     if lease is None:
-        return "skipped"
+        return Outcome.SKIPPED
     try:
         ctx = _load_context(lease, settings)
     except TrainingError as e:
         return _fail(settings, lease.job_id, e.code, e.message)
-    if ctx.attempts > settings.max_part_attempts:
+    if leasing.lost_too_often(ctx.attempts, settings):
         return _fail(
             settings,
             ctx.job_id,
@@ -499,38 +507,26 @@ def run_training(part_id: str, settings: Settings) -> str:
     with session_scope(settings) as session:
         jobs.start_training(session, lease)
     storage = get_storage(settings)
-    progress = Progress()
-    heartbeat = Heartbeat(lease, progress, settings)
-    heartbeat.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="inferq-train-") as tmp:
-            result = train(ctx, progress, storage, settings, Path(tmp))
-            return _finish(ctx, result, storage, settings, Path(tmp))
-    except LeaseLost as e:
-        log.info("training job %s stopped: %s", ctx.job_id, e)
-        if progress.stop == "cancelled":
-            with session_scope(settings) as session:
-                jobs.release_part(session, lease, "job stopped while training; checkpoints are kept")
-            return "released"
-        return "lost"
-    except TrainingError as e:
-        return _fail(settings, ctx.job_id, e.code, e.message)
-    except Exception as e:
-        return _on_error(ctx, settings, e)
-    finally:
-        heartbeat.stop()
+    with leasing.held(lease, settings) as (progress, _):
+        try:
+            with tempfile.TemporaryDirectory(prefix="inferq-train-") as tmp:
+                trained = train(ctx, progress, storage, settings, Path(tmp))
+                return _finish(ctx, trained, storage, settings, Path(tmp))
+        except LeaseLost as e:
+            log.info("training job %s stopped: %s", ctx.job_id, e)
+            return leasing.stopped(
+                lease, progress, settings, "job stopped while training; checkpoints are kept"
+            )
+        except TrainingError as e:
+            return _fail(settings, ctx.job_id, e.code, e.message)
+        except Exception as e:
+            return _on_error(ctx, settings, e)
 
 
-def _on_error(ctx: TrainContext, settings: Settings, error: Exception) -> str:
+def _on_error(ctx: TrainContext, settings: Settings, error: Exception) -> Outcome:
     message = f"{type(error).__name__}: {error}"
-    if ctx.attempts >= settings.max_part_attempts:
+    if leasing.out_of_attempts(ctx.attempts, settings):
         log.exception("training job %s failed for good", ctx.job_id, exc_info=error)
         return _fail(settings, ctx.job_id, "training_error", message)
     log.warning("training job %s attempt %d failed, retrying: %s", ctx.job_id, ctx.attempts, message)
-    with session_scope(settings) as session:
-        released = jobs.release_part(session, ctx.lease, f"attempt {ctx.attempts} failed: {message}")
-    if released:
-        queue.try_send(
-            queue.TASK_TRAIN, [ctx.lease.part_id], countdown=min(30, 2**ctx.attempts), settings=settings
-        )
-    return "released"
+    return leasing.release_for_retry(ctx.lease, settings, ctx.attempts, message, queue.TASK_TRAIN)

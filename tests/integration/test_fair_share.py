@@ -25,6 +25,7 @@ from inferq.api.app import create_app
 from inferq.shared import jobs, queue
 from inferq.shared.db import get_engine, session_scope
 from inferq.shared.ids import new_id
+from inferq.shared.jobs import fair_share
 from inferq.shared.models import Job, JobEvent, JobPart, Tenant, utcnow
 from inferq.shared.settings import Settings
 from inferq.shared.states import JobStatus, PartStatus
@@ -287,7 +288,7 @@ def test_a_message_that_loses_the_race_for_its_part_runs_the_next_one(
     real_next_parts = jobs.next_parts
     reads = iter([stale])
     monkeypatch.setattr(
-        jobs,
+        fair_share,
         "next_parts",
         lambda session, limit=jobs.FAIR_CANDIDATES: next(reads, None) or real_next_parts(session, limit),
     )
