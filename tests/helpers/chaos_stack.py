@@ -43,7 +43,7 @@ def parent_of(pid: int) -> int | None:
 
 
 def owner_pid(part: JobPart) -> int:
-    """The pid in a lease owner (`host:pid[:gpuN]`, see worker.runner.worker_name)."""
+    """The pid in a lease owner (`host:pid[:gpuN]`, see worker/lease.py worker_name)."""
     assert part.lease_owner is not None
     return int(part.lease_owner.split(":")[1])
 
