@@ -11,7 +11,7 @@ import html
 import json
 from typing import Any
 
-from inferq.api.job_specs import INT_PARAMS, MAX_METADATA_KEYS, OUTPUT_FORMATS, PRECISIONS, PRIORITY_RANGE
+from inferq.api.contract.requests import MAX_METADATA_KEYS, OUTPUT_FORMATS, PRECISIONS, PRIORITY_RANGE
 from inferq.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from inferq.api.serializers import BATCH_STATUS
 from inferq.shared.batch_lines import COMPLETION_WINDOWS, ENDPOINTS
@@ -21,6 +21,7 @@ from inferq.shared.states import JobStatus
 from inferq.shared.tasks import PREDICT_TASKS
 
 Schema = dict[str, Any]
+INT_PARAMS = {"batch_tokens": (64, 1_000_000), "max_length": (1, 8192), "top_k": (1, 1000)}
 
 UPLOAD_PURPOSES = ["input", "training", "batch"]
 JOB_TYPES = ["predict", "train", "evaluate", "batch"]
