@@ -1,5 +1,11 @@
-"""The OpenAPI 3.1 document of this API, written by hand to say exactly what the routes do,
-and `/docs`: a self-contained HTML page rendered from it (no scripts, no CDN).
+"""The OpenAPI 3.1 document of this API, and `/docs`: a self-contained HTML page rendered from it (no
+scripts, no CDN).
+
+The schemas of request bodies and of the objects the API answers with are generated from the contract
+models (`api.contract`: `model_json_schema`, their `$defs` becoming components), so the document says
+what the validators check, with their own limits. What is written here is what no model says: the
+paths, their parameters and answers, and the schemas of answers not yet modelled (lists, manifests,
+throughput, dry runs, readiness, OpenAI's embeddings).
 
 tests/integration/test_api_ops.py checks that every route is documented and nothing else is.
 """
@@ -11,22 +17,46 @@ import html
 import json
 from typing import Any
 
-from inferq.api.contract.requests import MAX_METADATA_KEYS, OUTPUT_FORMATS, PRECISIONS, PRIORITY_RANGE
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
+
+from inferq.api.contract import objects, requests
 from inferq.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from inferq.api.serializers import BATCH_STATUS
-from inferq.shared.batch_lines import COMPLETION_WINDOWS, ENDPOINTS
 from inferq.shared.openai_embeddings import ENCODING_FORMATS
-from inferq.shared.settings import MAX_RETENTION_DAYS
-from inferq.shared.states import JobStatus
-from inferq.shared.tasks import PREDICT_TASKS
 
 Schema = dict[str, Any]
-INT_PARAMS = {"batch_tokens": (64, 1_000_000), "max_length": (1, 8192), "top_k": (1, 1000)}
+REF_TEMPLATE = "#/components/schemas/{model}"
+# Component name → model; requests are shown as the validator reads them, objects as the API writes them.
+REQUEST_MODELS: dict[str, type[BaseModel]] = {
+    "PredictParams": requests.PredictParams,
+    "Hyperparameters": requests.Hyperparameters,
+    "RetryCreate": requests.RetryCreate,
+    "BatchCreate": requests.BatchCreate,
+}
+OBJECT_MODELS: dict[str, type[BaseModel]] = {
+    "Error": objects.Error,
+    "File": objects.File,
+    "Deleted": objects.Deleted,
+    "Job": objects.Job,
+    "JobError": objects.JobError,
+    "JobEvent": objects.JobEvent,
+    "ModelVersion": objects.ModelVersion,
+    "Model": objects.Model,
+    "Batch": objects.Batch,
+}
 
-UPLOAD_PURPOSES = ["input", "training", "batch"]
-JOB_TYPES = ["predict", "train", "evaluate", "batch"]
-ALL_PURPOSES = [*UPLOAD_PURPOSES, "output", "errors"]
-FORMATS = ["jsonl", "csv", "parquet"]
+
+def model_schemas() -> dict[str, Schema]:
+    """The components generated from the contract models, `JobCreate` (the discriminated union of the
+    predict, train and evaluate bodies) included."""
+    pairs = [(m, "validation") for m in REQUEST_MODELS.values()]
+    pairs += [(m, "serialization") for m in OBJECT_MODELS.values()]
+    _, top = models_json_schema(pairs, ref_template=REF_TEMPLATE)  # type: ignore[arg-type]
+    schemas: dict[str, Schema] = dict(top.get("$defs", {}))
+    job_create = TypeAdapter[Any](requests.JobCreate).json_schema(ref_template=REF_TEMPLATE)
+    schemas.update(job_create.pop("$defs", {}))
+    schemas["JobCreate"] = job_create
+    return schemas
 
 
 def _ref(name: str) -> Schema:
@@ -35,9 +65,6 @@ def _ref(name: str) -> Schema:
 
 def _nullable(schema: Schema) -> Schema:
     return {"oneOf": [schema, {"type": "null"}]}
-
-
-TIMESTAMP: Schema = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC, ending in Z"}
 
 
 def _list_of(item: str) -> Schema:
@@ -56,22 +83,7 @@ def _list_of(item: str) -> Schema:
     }
 
 
-def _int_param(low: int, high: int, description: str) -> Schema:
-    return {"type": "integer", "minimum": low, "maximum": high, "description": description}
-
-
-UNIX_TIME: Schema = {"type": "integer", "description": "Unix seconds"}
-RETENTION_DAYS: Schema = {
-    "type": "integer",
-    "minimum": 0,
-    "maximum": MAX_RETENTION_DAYS,
-    "description": "days until its data is deleted from storage (0: kept until deleted); "
-    "omitted: the server's INFERQ_RETENTION_DAYS (30 by default)",
-}
-DELETE_AFTER: Schema = {
-    **_nullable(TIMESTAMP),
-    "description": "when its bytes and row are deleted (retention); null: kept until deleted",
-}
+RETENTION_DAYS: Schema = TypeAdapter[Any](requests.RetentionDays).json_schema()
 EMBEDDINGS_INPUT: Schema = {
     "oneOf": [
         {"type": "string", "minLength": 1},
@@ -80,84 +92,6 @@ EMBEDDINGS_INPUT: Schema = {
     "description": "text, or a list of texts (token arrays are refused)",
 }
 OPENAI_SCHEMAS: dict[str, Schema] = {
-    "BatchCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["input_file_id", "endpoint", "completion_window"],
-        "properties": {
-            "input_file_id": {
-                "type": "string",
-                "description": (
-                    "a JSONL file of purpose batch: one request per line, "
-                    '{"custom_id", "method": "POST", "url": "/v1/embeddings", "body": {…}}'
-                ),
-            },
-            "endpoint": {"enum": list(ENDPOINTS)},
-            "completion_window": {"enum": list(COMPLETION_WINDOWS)},
-            "metadata": {
-                "type": "object",
-                "maxProperties": MAX_METADATA_KEYS,
-                "additionalProperties": {"type": "string", "maxLength": 512},
-            },
-        },
-    },
-    "Batch": {
-        "type": "object",
-        "description": "OpenAI's Batch object; the batch is a job of type batch (job_ + the same suffix)",
-        "required": [
-            "id",
-            "object",
-            "endpoint",
-            "input_file_id",
-            "completion_window",
-            "status",
-            "created_at",
-        ],
-        "properties": {
-            "id": {"type": "string", "pattern": "^batch_"},
-            "object": {"const": "batch"},
-            "endpoint": {"type": "string"},
-            "model": {"type": "string", "description": "the model the batch runs, as its requests name it"},
-            "errors": _nullable(
-                {
-                    "type": "object",
-                    "properties": {
-                        "object": {"const": "list"},
-                        "data": {"type": "array", "items": {"type": "object"}},
-                    },
-                }
-            ),
-            "input_file_id": {"type": "string"},
-            "completion_window": {"type": "string"},
-            "status": {"enum": list(BATCH_STATUS.values())},
-            "output_file_id": _nullable({"type": "string"}),
-            "error_file_id": {**_nullable({"type": "string"}), "description": "null when no request failed"},
-            "created_at": UNIX_TIME,
-            **{
-                name: _nullable(UNIX_TIME)
-                for name in (
-                    "in_progress_at",
-                    "expires_at",
-                    "finalizing_at",
-                    "completed_at",
-                    "failed_at",
-                    "expired_at",
-                    "cancelling_at",
-                    "cancelled_at",
-                )
-            },
-            "request_counts": {
-                "type": "object",
-                "required": ["total", "completed", "failed"],
-                "properties": {
-                    "total": {"type": "integer"},
-                    "completed": {"type": "integer"},
-                    "failed": {"type": "integer"},
-                },
-            },
-            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    },
     "BatchList": {
         "type": "object",
         "required": ["object", "data", "has_more"],
@@ -214,263 +148,8 @@ OPENAI_SCHEMAS: dict[str, Schema] = {
 }
 
 SCHEMAS: dict[str, Schema] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "properties": {
-                    "code": {"type": "string", "description": "stable machine code, e.g. model_not_found"},
-                    "message": {"type": "string", "description": "a sentence for a human"},
-                    "field": {
-                        **_nullable({"type": "string"}),
-                        "description": "the request field at fault (params.* for job parameters)",
-                    },
-                },
-            }
-        },
-    },
-    "File": {
-        "type": "object",
-        "required": [
-            "id",
-            "object",
-            "filename",
-            "bytes",
-            "purpose",
-            "format",
-            "records",
-            "sha256",
-            "created_at",
-        ],
-        "properties": {
-            "id": {"type": "string", "pattern": "^file_", "examples": ["file_01hx7w1q3k8m2n4p6r8t0v2x4z"]},
-            "object": {"const": "file"},
-            "filename": {"type": "string", "description": "the uploaded name; metadata only"},
-            "bytes": {"type": "integer"},
-            "purpose": {"enum": ALL_PURPOSES},
-            "format": {"enum": FORMATS},
-            "records": {**_nullable({"type": "integer"}), "description": "records counted at upload"},
-            "sha256": {"type": "string", "description": "hex digest of the bytes"},
-            "created_at": TIMESTAMP,
-            "status": {"const": "processed", "description": "OpenAI's file status: stored and scanned"},
-            "delete_after": DELETE_AFTER,
-        },
-    },
     "FileList": _list_of("File"),
-    "Deleted": {
-        "type": "object",
-        "required": ["id", "object", "deleted"],
-        "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "deleted": {"const": True}},
-    },
-    "PredictParams": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "omitted parameters follow the model's own settings",
-        "properties": {
-            "batch_tokens": _int_param(*INT_PARAMS["batch_tokens"], "token budget of one batch"),
-            "max_length": _int_param(
-                *INT_PARAMS["max_length"],
-                "tokens per record; longer is truncated. At least the model's special tokens + 1 and at most "
-                "its positions (3..512 for minilm-l6); outside that a 400 names the model's bounds",
-            ),
-            "normalize": {"type": "boolean", "description": "unit-length embeddings"},
-            "top_k": _int_param(*INT_PARAMS["top_k"], "labels kept in `scores` (classification)"),
-            "output_format": {
-                "enum": list(OUTPUT_FORMATS),
-                "description": "parquet is answered 400 unsupported_output_format for now",
-            },
-            "precision": {"enum": list(PRECISIONS), "description": "auto: bf16/fp16 on GPU, fp32 on CPU"},
-            "cache": {
-                "type": "boolean",
-                "default": False,
-                "description": (
-                    "predict jobs: serve records from this tenant's earlier results with the same model "
-                    "version, the same output-changing params (all but batch_tokens and output_format; "
-                    "precision as run) and the same input (text: Unicode NFC, trimmed; images: the "
-                    "decoded pixels, for `image` and `image_key` alike), and store what is computed. "
-                    "Lines are identical to computed ones, with each record's own id. The job's "
-                    "`metrics` gain cache_hits and cache_misses, its events a `result_cache` entry."
-                ),
-            },
-            "explain": {
-                "type": "boolean",
-                "default": False,
-                "description": (
-                    "text-classification and image-classification predict jobs only (400 "
-                    "unsupported_param elsewhere, evaluate jobs included): each line also explains its "
-                    "predicted label. Text: `explanation` {label, tokens (the tokenizer's word pieces, "
-                    "special tokens dropped), attributions (gradient x input per token), method "
-                    "gradient_x_input}. Images: `saliency` {label, png_base64 (grayscale PNG of "
-                    "|gradient| per pixel of the model's input, at most 64x64), width, height, method "
-                    "gradient}. Adds a forward and a backward pass per batch (about 3x the compute), "
-                    "run in fp32 whatever the precision."
-                ),
-            },
-        },
-    },
-    "JobCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["type", "task", "model", "input_file"],
-        "description": (
-            "Validated whole before anything is created. Unknown fields, and fields the server sets "
-            "(id, status, …), are 400. This schema shows a predict body; train bodies take task, base_model "
-            "(omitted: the task's default; null: from scratch), training_file, validation_file, "
-            "model_name and "
-            "hyperparameters; evaluate bodies take task, model and a labelled input_file."
-        ),
-        "properties": {
-            "type": {"const": "predict"},
-            "task": {"enum": list(PREDICT_TASKS)},
-            "model": {
-                "type": "string",
-                "description": (
-                    "name (latest ready version), name:version, or train:<job_id>: the model a train job "
-                    "of the same task makes (a succeeded one resolves at once; an unfinished one makes this "
-                    "job wait, queued, and run once it succeeds, or fail with training_failed)"
-                ),
-            },
-            "input_file": {
-                "type": "string",
-                "description": (
-                    "a file of purpose input holding the task's field. A record's id is its `id` (an "
-                    'integer or a string; 1 and "1" are one id) or, without one, its line number; ids '
-                    "are unique in a job's results: the first record with an id runs, each later one is a "
-                    "duplicate_id error line (with its line), across the whole file"
-                ),
-            },
-            "params": _ref("PredictParams"),
-            "priority": {"type": "integer", "minimum": PRIORITY_RANGE[0], "maximum": PRIORITY_RANGE[1]},
-            "metadata": {
-                "type": "object",
-                "maxProperties": MAX_METADATA_KEYS,
-                "additionalProperties": {"type": "string", "maxLength": 512},
-            },
-            "webhook_url": {
-                "type": "string",
-                "format": "uri",
-                "description": "https (http where the operator allows it), to public addresses only",
-            },
-            "completion_window": {
-                "type": "string",
-                "pattern": "^[0-9]+[smhd]$",
-                "description": "e.g. 24h (the default): the job expires if not finished by then",
-            },
-            "retention_days": RETENTION_DAYS,
-        },
-    },
-    "JobError": {
-        "type": "object",
-        "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-    },
-    "Job": {
-        "type": "object",
-        "required": [
-            "id",
-            "object",
-            "type",
-            "task",
-            "status",
-            "model",
-            "input_file",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "expires_at",
-            "progress",
-            "output_file",
-            "error_file",
-            "result_model",
-            "metrics",
-            "error",
-            "metadata",
-        ],
-        "properties": {
-            "id": {"type": "string", "pattern": "^job_"},
-            "object": {"const": "job"},
-            "type": {"enum": [*JOB_TYPES], "description": "batch: made by POST /v1/batches"},
-            "task": {"type": "string"},
-            "status": {"enum": [s.value for s in JobStatus]},
-            "waiting_for": {
-                **_nullable({"type": "string"}),
-                "description": "the training job a queued job with model train:<job_id> waits for",
-            },
-            "status_reason": {
-                **_nullable({"type": "string"}),
-                "description": "a sentence saying why the job is in its state (while it waits for training)",
-            },
-            "model": {
-                "type": "string",
-                "description": "the resolved name:version (train:<job_id> while the job waits for it)",
-            },
-            "input_file": _nullable({"type": "string"}),
-            "params": {"type": "object"},
-            "priority": {"type": "integer"},
-            "created_at": TIMESTAMP,
-            "started_at": _nullable(TIMESTAMP),
-            "finished_at": _nullable(TIMESTAMP),
-            "expires_at": _nullable(TIMESTAMP),
-            "delete_after": DELETE_AFTER,
-            "progress": {
-                "type": "object",
-                "required": ["total", "completed", "failed"],
-                "properties": {
-                    "total": {
-                        **_nullable({"type": "integer"}),
-                        "description": "null until the job is planned",
-                    },
-                    "completed": {"type": "integer"},
-                    "failed": {"type": "integer"},
-                },
-            },
-            "output_file": _nullable({"type": "string"}),
-            "error_file": _nullable({"type": "string"}),
-            "result_model": _nullable({"type": "string"}),
-            "metrics": _nullable({"type": "object"}),
-            "throughput": {
-                **_nullable(_ref("Throughput")),
-                "description": (
-                    "prediction jobs: while working, rates over the last minute and the ETA; once "
-                    "finished, the average over the whole run; null for train jobs and before a job starts"
-                ),
-            },
-            "reproducibility": {
-                **_nullable(_ref("Manifest")),
-                "description": "predict, evaluate and batch jobs: null until the job is finalized",
-            },
-            "error": _nullable(_ref("JobError")),
-            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-            "webhook_url": _nullable({"type": "string"}),
-            "parent_job": {
-                **_nullable({"type": "string"}),
-                "description": "a retry child (POST /v1/jobs/{job_id}/retry): the job it reruns records of",
-            },
-            "retry_of": _nullable({"enum": ["errored", "expired", "cancelled"]}),
-        },
-    },
     "JobList": _list_of("Job"),
-    "RetryCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["only"],
-        "properties": {
-            "only": {
-                "enum": ["errored", "expired", "cancelled"],
-                "description": (
-                    "errored: the records in the job's error file; expired / cancelled: the records of "
-                    "the parts that never ran because the job expired / was cancelled"
-                ),
-            },
-            "completion_window": {
-                "type": "string",
-                "description": "e.g. 24h; default: the parent's window",
-            },
-        },
-    },
     "Throughput": {
         "type": "object",
         "properties": {
@@ -622,57 +301,7 @@ SCHEMAS: dict[str, Schema] = {
             "sampled_bytes": _nullable({"type": "integer"}),
         },
     },
-    "JobEvent": {
-        "type": "object",
-        "required": ["id", "created_at", "kind", "from_status", "to_status", "message", "data"],
-        "properties": {
-            "id": {"type": "integer"},
-            "object": {"const": "job.event"},
-            "created_at": TIMESTAMP,
-            "kind": {"type": "string", "description": "state, planned, part_started, part_done, retry, …"},
-            "from_status": _nullable({"type": "string"}),
-            "to_status": _nullable({"type": "string"}),
-            "message": _nullable({"type": "string"}),
-            "data": {"type": "object"},
-        },
-    },
     "JobEventList": _list_of("JobEvent"),
-    "ModelVersion": {
-        "type": "object",
-        "required": ["id", "object", "name", "version", "task", "status", "created_at"],
-        "properties": {
-            "id": {"type": "string", "description": "name:version"},
-            "object": {"const": "model.version"},
-            "name": {"type": "string"},
-            "version": {"type": "integer"},
-            "task": {"type": "string"},
-            "status": {"type": "string"},
-            "labels": _nullable({"type": "array", "items": {"type": "string"}}),
-            "metrics": _nullable({"type": "object"}),
-            "config": {"type": "object"},
-            "base_model": _nullable({"type": "string"}),
-            "created_by_job": _nullable({"type": "string"}),
-            "created_at": _nullable(TIMESTAMP),
-            "weights_sha256": _nullable({"type": "string"}),
-        },
-    },
-    "Model": {
-        "type": "object",
-        "required": ["id", "object", "name", "builtin", "task", "latest_version", "versions"],
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "model"},
-            "name": {"type": "string"},
-            "builtin": {"type": "boolean"},
-            "task": {"type": "string"},
-            "latest_version": {
-                **_nullable({"type": "integer"}),
-                "description": "the version the bare name resolves to",
-            },
-            "versions": {"type": "array", "items": _ref("ModelVersion")},
-            "created_at": _nullable(TIMESTAMP),
-        },
-    },
     "ModelList": _list_of("Model"),
     "WebhookSecret": {
         "type": "object",
@@ -846,7 +475,7 @@ def _paths() -> dict[str, Any]:
                                 "required": ["file", "purpose"],
                                 "properties": {
                                     "file": {"type": "string", "format": "binary"},
-                                    "purpose": {"enum": UPLOAD_PURPOSES},
+                                    "purpose": {"enum": list(objects.UPLOAD_PURPOSES)},
                                     "retention_days": RETENTION_DAYS,
                                 },
                             }
@@ -863,7 +492,7 @@ def _paths() -> dict[str, Any]:
                 tag="files",
                 parameters=[
                     *PAGE_PARAMS,
-                    _query("purpose", {"enum": ALL_PURPOSES}, "only files of this purpose"),
+                    _query("purpose", {"enum": list(objects.PURPOSES)}, "only files of this purpose"),
                 ],
             ),
         },
@@ -943,7 +572,7 @@ def _paths() -> dict[str, Any]:
                 parameters=[
                     *PAGE_PARAMS,
                     _query("status", {"type": "string"}, "one or more states, comma-separated"),
-                    _query("type", {"enum": [*JOB_TYPES]}, "only jobs of this type"),
+                    _query("type", {"enum": list(objects.JOB_TYPES)}, "only jobs of this type"),
                 ],
             ),
         },
@@ -1321,7 +950,7 @@ def _document_json() -> str:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an inferq API key"}
             },
-            "schemas": SCHEMAS,
+            "schemas": {**model_schemas(), **SCHEMAS},
         },
     }
     return json.dumps(document)
@@ -1353,8 +982,9 @@ def _type_of(schema: Schema) -> str:
     if "$ref" in schema:
         name = str(schema["$ref"]).rsplit("/", 1)[-1]
         return f'<a href="#schema-{html.escape(name)}">{html.escape(name)}</a>'
-    if "oneOf" in schema:
-        return " | ".join(_type_of(s) for s in schema["oneOf"])
+    for union in ("oneOf", "anyOf"):
+        if union in schema:
+            return " | ".join(_type_of(s) for s in schema[union])
     if "const" in schema:
         return html.escape(json.dumps(schema["const"]))
     if "enum" in schema:
