@@ -9,8 +9,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from inferq.api.contract import requests
+from inferq.api.contract.schemas import OBJECT_MODELS, REQUEST_MODELS
 from inferq.api.contract.validate import parse_job_body
-from inferq.api.openapi import OBJECT_MODELS, REQUEST_MODELS, openapi_document
+from inferq.api.openapi import openapi_document
 from inferq.shared.errors import InvalidRequest
 from inferq.shared.settings import MAX_RETENTION_DAYS
 
