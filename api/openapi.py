@@ -21,10 +21,18 @@ from pydantic import TypeAdapter
 
 from inferq.api.contract import objects, requests
 from inferq.api.contract.schemas import model_schemas
+from inferq.api.idempotency import MAX_KEY_LENGTH
 from inferq.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from inferq.shared.openai_embeddings import ENCODING_FORMATS
+from inferq.api.routes.embeddings import MAX_INPUTS
+from inferq.shared.openai_embeddings import ENCODING_FORMATS, MAX_DIMENSIONS, MAX_MODEL_CHARS
+from inferq.shared.states import JobStatus
 
 Schema = dict[str, Any]
+_STATES = "|".join(s.value for s in JobStatus)
+# What `GET /v1/jobs?status=` accepts: states, comma-separated (empty items are skipped).
+STATUS_LIST_PATTERN = f"^,*(?:{_STATES})(?:,+(?:{_STATES}))*,*$"
+# What `api.idempotency.header_key` accepts, in ASCII: 1 to MAX_KEY_LENGTH printable characters.
+IDEMPOTENCY_KEY_PATTERN = f"^[\\x21-\\x7e]([\\x20-\\x7e]{{0,{MAX_KEY_LENGTH - 2}}}[\\x21-\\x7e])?$"
 
 
 def _ref(name: str) -> Schema:
@@ -55,7 +63,7 @@ RETENTION_DAYS: Schema = TypeAdapter[Any](requests.RetentionDays).json_schema()
 EMBEDDINGS_INPUT: Schema = {
     "oneOf": [
         {"type": "string", "minLength": 1},
-        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_INPUTS},
     ],
     "description": "text, or a list of texts (token arrays are refused)",
 }
@@ -77,13 +85,23 @@ OPENAI_SCHEMAS: dict[str, Schema] = {
         "additionalProperties": False,
         "required": ["model", "input"],
         "properties": {
-            "model": {"type": "string", "description": "an embedding model: name or name:version"},
+            "model": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_MODEL_CHARS,
+                "description": "an embedding model: name or name:version",
+            },
             "input": EMBEDDINGS_INPUT,
             "encoding_format": {
                 "enum": list(ENCODING_FORMATS),
                 "description": "base64: the little-endian float32 bytes",
             },
-            "dimensions": {"type": "integer", "description": "only the model's own size is accepted"},
+            "dimensions": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_DIMENSIONS,
+                "description": "only the model's own size is accepted",
+            },
             "user": {"type": "string", "description": "accepted and ignored"},
         },
     },
@@ -355,7 +373,7 @@ IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "maxLength": 255},
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
     "description": "same key and body: the first result again (same id); same key, other body: 409",
 }
 RETRY_AFTER = {
@@ -440,6 +458,7 @@ def _paths() -> dict[str, Any]:
                         "multipart/form-data": {
                             "schema": {
                                 "type": "object",
+                                "additionalProperties": False,
                                 "required": ["file", "purpose"],
                                 "properties": {
                                     "file": {"type": "string", "format": "binary"},
@@ -539,7 +558,11 @@ def _paths() -> dict[str, Any]:
                 tag="jobs",
                 parameters=[
                     *PAGE_PARAMS,
-                    _query("status", {"type": "string"}, "one or more states, comma-separated"),
+                    _query(
+                        "status",
+                        {"type": "string", "pattern": STATUS_LIST_PATTERN},
+                        "one or more states, comma-separated",
+                    ),
                     _query("type", {"enum": list(objects.JOB_TYPES)}, "only jobs of this type"),
                 ],
             ),

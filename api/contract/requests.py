@@ -12,7 +12,7 @@ never an integer, a number never a string); `null` for an optional field means a
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -25,6 +25,7 @@ from pydantic import (
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 
@@ -94,6 +95,34 @@ else:
     BatchWindow = Literal[tuple(COMPLETION_WINDOWS)]
 
 STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+def _wants_int(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    return any(_wants_int(arg) for arg in get_args(annotation) if arg is not annotation)
+
+
+class ContractModel(BaseModel):
+    """Strict, no unknown fields; as in JSON Schema, a number with no fraction (`3.0`) is an integer."""
+
+    model_config = STRICT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_integers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: int(value)
+            if isinstance(value, float)
+            and value.is_integer()
+            and key in fields
+            and _wants_int(fields[key].annotation)
+            else value
+            for key, value in data.items()
+        }
 
 
 def _check_window(value: str) -> str:
@@ -184,10 +213,8 @@ ModelRef = Annotated[
 ]
 
 
-class PredictParams(BaseModel):
+class PredictParams(ContractModel):
     """Omitted parameters follow the model's own settings."""
-
-    model_config = STRICT
 
     batch_tokens: int | None = Field(None, ge=64, le=1_000_000, description="token budget of one batch")
     max_length: int | None = Field(
@@ -234,11 +261,9 @@ class PredictParams(BaseModel):
     )
 
 
-class Hyperparameters(BaseModel):
+class Hyperparameters(ContractModel):
     """Omitted (or null): the family's default (see `api.train_specs`); a setting the family cannot use
     is 400 unknown_field once the base model is known."""
-
-    model_config = STRICT
 
     epochs: int | None = Field(None, ge=1, le=100)
     learning_rate: float | None = Field(None, ge=1e-7, le=1.0)
@@ -250,10 +275,8 @@ class Hyperparameters(BaseModel):
     image_size: int | None = Field(None, ge=8, le=512, description="the project's CNN only")
 
 
-class JobOptions(BaseModel):
+class JobOptions(ContractModel):
     """What every job body may add to its own fields."""
-
-    model_config = STRICT
 
     priority: int | None = Field(None, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1])
     metadata: Metadata | None = None
@@ -334,9 +357,7 @@ JOB_BODIES: dict[str, type[JobOptions]] = {
 }
 
 
-class RetryCreate(BaseModel):
-    model_config = STRICT
-
+class RetryCreate(ContractModel):
     only: RetryOnly = Field(
         description=(
             "errored: the records in the job's error file; expired / cancelled: the records of "
@@ -346,10 +367,8 @@ class RetryCreate(BaseModel):
     completion_window: CompletionWindow | None = Field(None, description="e.g. 24h; default: the parent's")
 
 
-class BatchCreate(BaseModel):
+class BatchCreate(ContractModel):
     """OpenAI's batch create body."""
-
-    model_config = STRICT
 
     input_file_id: str = Field(
         description=(
