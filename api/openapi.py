@@ -136,113 +136,6 @@ OPENAI_SCHEMAS: dict[str, Schema] = {
 SCHEMAS: dict[str, Schema] = {
     "FileList": _list_of("File"),
     "JobList": _list_of("Job"),
-    "Throughput": {
-        "type": "object",
-        "properties": {
-            "window_seconds": {
-                "type": "number",
-                "description": "the span measured (at most 60 s while working)",
-            },
-            "records_per_second": {"type": "number"},
-            "tokens_per_second": _nullable({"type": "number"}),
-            "eta_seconds": _nullable({"type": "number"}),
-            "padding_ratio": _nullable(
-                {"type": "number", "description": "padding / padded token slots of the batches measured"}
-            ),
-            "running_workers": {"type": "array", "items": {"type": "string"}},
-        },
-    },
-    "Manifest": {
-        "type": "object",
-        "description": (
-            "What a rerun needs to match: also served as manifest.json by GET /v1/jobs/{job_id}/manifest"
-        ),
-        "required": [
-            "object",
-            "job",
-            "type",
-            "task",
-            "model",
-            "runtime",
-            "libraries",
-            "batching",
-            "seed",
-            "input_file",
-            "output_file",
-            "error_file",
-        ],
-        "properties": {
-            "object": {"const": "job.manifest"},
-            "job": {"type": "string", "pattern": "^job_"},
-            "type": {"enum": ["predict", "evaluate", "batch"]},
-            "task": {"type": "string"},
-            "model": {
-                "type": "object",
-                "required": ["ref", "name", "version", "version_id", "weights_sha256", "tokenizer_sha256"],
-                "properties": {
-                    "ref": {"type": "string", "description": "name:version"},
-                    "name": {"type": "string"},
-                    "version": {"type": "integer"},
-                    "version_id": {**_nullable({"type": "string"}), "description": "null for built-ins"},
-                    "weights_sha256": _nullable({"type": "string"}),
-                    "tokenizer_sha256": {
-                        **_nullable({"type": "string"}),
-                        "description": (
-                            "sha256 over tokenizer.json, vocab.txt, tokenizer_config.json and"
-                            " special_tokens_map.json (those present: name, newline, sha256 of the bytes);"
-                            " null when the model has none"
-                        ),
-                    },
-                },
-            },
-            "runtime": {
-                "type": "object",
-                "required": ["precision", "device"],
-                "properties": {
-                    "precision": {
-                        **_nullable({"type": "string"}),
-                        "description": "fp32, bf16 or fp16 as the parts ran (comma-joined if they differed)",
-                    },
-                    "device": {
-                        **_nullable({"type": "string"}),
-                        "description": "the device kind: cpu, cuda, mps (comma-joined if they differed)",
-                    },
-                },
-            },
-            "libraries": {
-                "type": "object",
-                "description": "python, torch, transformers and inferq versions (null: not installed)",
-                "additionalProperties": _nullable({"type": "string"}),
-            },
-            "batching": {
-                "type": "object",
-                "required": ["batch_tokens", "max_batch_size", "max_length"],
-                "properties": {
-                    "batch_tokens": {
-                        **_nullable({"type": "integer"}),
-                        "description": "params.batch_tokens or the server's; null: the device default",
-                    },
-                    "max_batch_size": {
-                        **_nullable({"type": "integer"}),
-                        "description": "the server's INFERQ_MAX_BATCH_SIZE; null: the device default",
-                    },
-                    "max_length": {
-                        **_nullable({"type": "integer"}),
-                        "description": "params.max_length; null: the model's",
-                    },
-                },
-            },
-            "seed": _nullable({"type": "integer"}),
-            "input_file": _ref("ManifestFile"),
-            "output_file": _ref("ManifestFile"),
-            "error_file": _ref("ManifestFile"),
-        },
-    },
-    "ManifestFile": {
-        "type": "object",
-        "required": ["id", "sha256"],
-        "properties": {"id": _nullable({"type": "string"}), "sha256": _nullable({"type": "string"})},
-    },
     "DryRun": {
         "type": "object",
         "required": [
@@ -289,20 +182,6 @@ SCHEMAS: dict[str, Schema] = {
     },
     "JobEventList": _list_of("JobEvent"),
     "ModelList": _list_of("Model"),
-    "WebhookSecret": {
-        "type": "object",
-        "required": ["object", "secret", "signature_version"],
-        "description": (
-            "Signs the tenant's webhooks, Standard Webhooks style: each POST carries webhook-id, "
-            "webhook-timestamp and webhook-signature = v1,base64(HMAC-SHA256(key, id.timestamp.body)) "
-            "where key is the base64-decoded part of the secret after whsec_"
-        ),
-        "properties": {
-            "object": {"const": "webhook_secret"},
-            "secret": {"type": "string", "description": "whsec_ + base64 of 32 bytes"},
-            "signature_version": {"const": "v1"},
-        },
-    },
     **OPENAI_SCHEMAS,
     "Readiness": {
         "type": "object",

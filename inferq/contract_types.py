@@ -148,8 +148,8 @@ class Job(TypedDict):
     error_file: str | None
     result_model: str | None
     metrics: dict[str, Any] | None
-    throughput: dict[str, Any] | None
-    reproducibility: dict[str, Any] | None
+    throughput: Throughput | None
+    reproducibility: Manifest | None
     error: JobError | None
     metadata: dict[str, str]
     webhook_url: str | None
@@ -171,6 +171,48 @@ class JobEvent(TypedDict):
     to_status: str | None
     message: str | None
     data: dict[str, Any]
+
+
+class Manifest(TypedDict):
+    """What a rerun needs to match: also served as manifest.json by GET /v1/jobs/{job_id}/manifest."""
+
+    object: Literal["job.manifest"]
+    job: str
+    type: Literal["predict", "evaluate", "batch"]
+    task: str
+    model: ManifestModel
+    runtime: ManifestRuntime
+    libraries: dict[str, str | None]
+    batching: ManifestBatching
+    seed: int | None
+    input_file: ManifestFile
+    output_file: ManifestFile
+    error_file: ManifestFile
+
+
+class ManifestBatching(TypedDict):
+    batch_tokens: int | None
+    max_batch_size: int | None
+    max_length: int | None
+
+
+class ManifestFile(TypedDict):
+    id: str | None
+    sha256: str | None
+
+
+class ManifestModel(TypedDict):
+    ref: str
+    name: str
+    version: int
+    version_id: str | None
+    weights_sha256: str | None
+    tokenizer_sha256: str | None
+
+
+class ManifestRuntime(TypedDict):
+    precision: str | None
+    device: str | None
 
 
 class Model(TypedDict):
@@ -246,6 +288,15 @@ class RetryCreate(_RetryCreateRequired, total=False):
     completion_window: str | None
 
 
+class Throughput(TypedDict, total=False):
+    window_seconds: float | None
+    records_per_second: float | None
+    tokens_per_second: float | None
+    eta_seconds: float | None
+    padding_ratio: float | None
+    running_workers: list[str] | None
+
+
 class _TrainJobCreateRequired(TypedDict):
     type: Literal["train"]
     task: Literal["text-classification", "image-classification"]
@@ -264,6 +315,16 @@ class TrainJobCreate(_TrainJobCreateRequired, total=False):
     base_model: str | None
     validation_file: str | None
     hyperparameters: Hyperparameters | None
+
+
+class WebhookSecret(TypedDict):
+    """Signs the tenant's webhooks, Standard Webhooks style: each POST carries webhook-id,
+    webhook-timestamp and webhook-signature = v1,base64(HMAC-SHA256(key, id.timestamp.body)) where key is
+    the base64-decoded part of the secret after whsec_."""
+
+    object: Literal["webhook_secret"]
+    secret: str
+    signature_version: Literal["v1"]
 
 
 JobCreate = PredictJobCreate | TrainJobCreate | EvaluateJobCreate

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, Field
 
 from inferq.api.contract.requests import RETRY_ONLY
 from inferq.shared.states import JobStatus
@@ -53,13 +53,6 @@ Timestamp = Annotated[
     str, Field(json_schema_extra={"format": "date-time"}, description="ISO 8601, UTC, ending in Z")
 ]
 UnixTime = Annotated[int, Field(description="Unix seconds")]
-
-
-def _component(name: str, nullable: bool = True) -> Any:
-    """A schema this module does not declare (documented in api.openapi), by reference."""
-    ref = {"$ref": f"#/components/schemas/{name}"}
-    schema = {"oneOf": [ref, {"type": "null"}]} if nullable else ref
-    return WithJsonSchema(schema, mode="serialization")
 
 
 class ErrorDetail(BaseModel):
@@ -116,11 +109,11 @@ class Job(BaseModel):
     error_file: str | None
     result_model: str | None
     metrics: dict[str, Any] | None
-    throughput: Annotated[dict[str, Any] | None, _component("Throughput")] = Field(
+    throughput: Throughput | None = Field(
         description="prediction jobs: while working, rates over the last minute and the ETA; once finished, "
         "the average over the whole run; null for train jobs and before a job starts"
     )
-    reproducibility: Annotated[dict[str, Any] | None, _component("Manifest")] = Field(
+    reproducibility: Manifest | None = Field(
         description="predict, evaluate and batch jobs: null until the job is finalized"
     )
     error: JobError | None
@@ -228,3 +221,78 @@ class Batch(BaseModel):
     cancelled_at: UnixTime | None
     request_counts: BatchRequestCounts
     metadata: dict[str, str]
+
+
+class Throughput(BaseModel):
+    window_seconds: float | None = Field(None, description="the span measured (at most 60 s while working)")
+    records_per_second: float | None = None
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+    padding_ratio: float | None = Field(
+        None, description="padding / padded token slots of the batches measured"
+    )
+    running_workers: list[str] | None = None
+
+
+class ManifestModel(BaseModel):
+    ref: str = Field(description="name:version")
+    name: str
+    version: int
+    version_id: str | None = Field(description="null for built-ins")
+    weights_sha256: str | None
+    tokenizer_sha256: str | None = Field(
+        description="sha256 over tokenizer.json, vocab.txt, tokenizer_config.json and "
+        "special_tokens_map.json (those present: name, newline, sha256 of the bytes); null when the "
+        "model has none"
+    )
+
+
+class ManifestRuntime(BaseModel):
+    precision: str | None = Field(
+        description="fp32, bf16 or fp16 as the parts ran (comma-joined if they differed)"
+    )
+    device: str | None = Field(description="the device kind: cpu, cuda, mps (comma-joined if they differed)")
+
+
+class ManifestBatching(BaseModel):
+    batch_tokens: int | None = Field(
+        description="params.batch_tokens or the server's; null: the device default"
+    )
+    max_batch_size: int | None = Field(
+        description="the server's INFERQ_MAX_BATCH_SIZE; null: the device default"
+    )
+    max_length: int | None = Field(description="params.max_length; null: the model's")
+
+
+class ManifestFile(BaseModel):
+    id: str | None
+    sha256: str | None
+
+
+class Manifest(BaseModel):
+    """What a rerun needs to match: also served as manifest.json by GET /v1/jobs/{job_id}/manifest."""
+
+    object: Literal["job.manifest"]
+    job: str = Field(pattern="^job_")
+    type: Literal["predict", "evaluate", "batch"]
+    task: str
+    model: ManifestModel
+    runtime: ManifestRuntime
+    libraries: dict[str, str | None] = Field(
+        description="python, torch, transformers and inferq versions (null: not installed)"
+    )
+    batching: ManifestBatching
+    seed: int | None
+    input_file: ManifestFile
+    output_file: ManifestFile
+    error_file: ManifestFile
+
+
+class WebhookSecret(BaseModel):
+    """Signs the tenant's webhooks, Standard Webhooks style: each POST carries webhook-id,
+    webhook-timestamp and webhook-signature = v1,base64(HMAC-SHA256(key, id.timestamp.body)) where key is
+    the base64-decoded part of the secret after whsec_."""
+
+    object: Literal["webhook_secret"]
+    secret: str = Field(description="whsec_ + base64 of 32 bytes")
+    signature_version: Literal["v1"]

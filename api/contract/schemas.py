@@ -30,6 +30,9 @@ OBJECT_MODELS: dict[str, type[BaseModel]] = {
     "ModelVersion": objects.ModelVersion,
     "Model": objects.Model,
     "Batch": objects.Batch,
+    "Throughput": objects.Throughput,
+    "Manifest": objects.Manifest,
+    "WebhookSecret": objects.WebhookSecret,
 }
 
 

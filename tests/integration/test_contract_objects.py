@@ -39,3 +39,9 @@ def test_every_object_has_exactly_its_models_fields(api: ApiClient, tmp_path: Pa
     for model, body in answers:
         assert set(body) == set(model.model_fields), (model.__name__, set(body) ^ set(model.model_fields))
         model.model_validate(body)
+    # and the nested throughput and manifest of jobs have only their models' fields
+    for model, body in answers:
+        if model is objects.Job:
+            nested = [(objects.Throughput, body["throughput"]), (objects.Manifest, body["reproducibility"])]
+            for inner, value in nested:
+                assert value is None or set(value) <= set(inner.model_fields), (inner.__name__, value)
