@@ -95,6 +95,16 @@ def _message(code: ErrorCode, field: str | None, error: ErrorDetails, known: lis
     return f"{field}: {error['msg']}" if field else error["msg"]
 
 
+def _field_order(model: type[BaseModel] | None) -> dict[str, int]:
+    """A body's own fields first (in the order it declares them), then those it inherits (the options
+    every job takes): a bad `task` is answered before a bad `priority`."""
+    if model is None:
+        return {}
+    own = list(model.__annotations__)
+    names = own + [name for name in model.model_fields if name not in own]
+    return {name: i for i, name in enumerate(names)}
+
+
 def _known_fields(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str]:
     """The fields the model at `loc`'s parent declares (for the message of an unknown field)."""
     for part in loc[:-1]:
@@ -127,11 +137,13 @@ def to_invalid_request(
     errors = e.errors(include_url=False)
     if strip_tag:
         errors = [{**err, "loc": err["loc"][1:]} if len(err["loc"]) > 1 else err for err in errors]
+    order = _field_order(model)
     ranked = sorted(
         enumerate(errors),
         key=lambda pair: (
             _FIRST.get(code_of(pair[1], server_fields), 3),
             field_of(pair[1]["loc"]) if _FIRST.get(code_of(pair[1], server_fields), 3) < 2 else "",
+            order.get(str(pair[1]["loc"][0]), len(order)) if pair[1]["loc"] else -1,
             pair[0],
         ),
     )

@@ -92,7 +92,7 @@ def test_the_first_failure_is_forbidden_then_unknown_then_missing_then_the_rest(
     assert refusal(body) == ("forbidden_field", "status")
     assert refusal({k: v for k, v in body.items() if k != "status"}) == ("unknown_field", "apple")
     assert refusal({"type": "predict", "task": 1}) == ("field_required", "model")
-    assert refusal({**PREDICT, "task": 1, "priority": 99}) == ("invalid_value", "priority")
+    assert refusal({**PREDICT, "task": 1, "priority": 99}) == ("invalid_value", "task")
 
 
 def test_every_error_code_of_the_mapping_is_declared() -> None:
@@ -124,3 +124,12 @@ def test_train_and_retry_and_batch_bodies_use_the_same_mapping() -> None:
     assert isinstance(train, TrainJobCreate) and train.base_model is None
     assert train.hyperparameters is not None
     assert train.hyperparameters.model_dump(exclude_none=True) == {"seed": 1}
+
+
+def test_a_bodys_own_fields_are_checked_before_the_options_every_job_takes() -> None:
+    # given a predict body with a bad task and a bad priority
+    body = {**PREDICT, "task": "translation", "priority": 99, "metadata": "x"}
+    # then the task, the body's own field, is the one answer
+    assert refusal(body) == ("invalid_value", "task")
+    # and among the options, the order they are declared in
+    assert refusal({**PREDICT, "priority": 99, "metadata": "x"}) == ("invalid_value", "priority")
