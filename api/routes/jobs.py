@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 from inferq.api import dry_run, merged_results, model_refs, partial_results, retry
 from inferq.api.auth import require_auth
 from inferq.api.context import current_settings, current_storage, db, plausible_id, read_db, tenant_id
+from inferq.api.contract.objects import JOB_TYPES
 from inferq.api.contract.requests import JOB_BODIES, EvaluateJobCreate, PredictJobCreate, TrainJobCreate
 from inferq.api.contract.validate import parse_job_body
 from inferq.api.idempotency import header_key
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 bp = require_auth(Blueprint("jobs", __name__, url_prefix="/v1/jobs"))
 
-FILTER_TYPES = ("predict", "train", "evaluate", "batch")
+FILTER_TYPES = JOB_TYPES  # ?type= filters by the job object's type
 LIVE_RATES = frozenset({JobStatus.RUNNING.value, JobStatus.FINALIZING.value, JobStatus.CANCELLING.value})
 # Built once: a poll runs it, and building the statement costs more than running its cached form.
 _TENANT_JOB = select(Job).where(Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id"))
