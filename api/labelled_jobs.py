@@ -1,9 +1,8 @@
-"""Submitting `train` and `evaluate` jobs: everything checked at once, the job committed, then sent.
+"""Labelled files, and submitting `train` jobs: everything checked at once, the job committed, then sent.
 
-- train: one job part covers the training file; after commit the part goes to the `training` queue
-  (`inferq.train_job`), where one worker holds its lease for the whole run.
-- evaluate: a predict job over a labelled file; the normal plan → parts → finalize pipeline runs it, and
-  the finalizer computes the metrics.
+One job part covers the training file; after commit the part goes to the `training` queue
+(`inferq.train_job`), where one worker holds its lease for the whole run. Evaluate jobs read labelled
+files too, but run as predict jobs do (`api.model_jobs`).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inferq.api import model_refs
 from inferq.api.context import current_settings, plausible_id, tenant_id
 from inferq.api.job_rows import create_job_once, insert_job, lock_model_version
 from inferq.api.limits import check_live_jobs
@@ -26,8 +24,6 @@ from inferq.api.train_specs import (
     FINETUNE_TEXT,
     SCRATCH_TEXT,
     TrainSpec,
-    parse_evaluate,
-    parse_train,
     resolve_hyperparameters,
 )
 from inferq.api.webhook_targets import check_webhook_url
@@ -113,13 +109,13 @@ def _check_model_name(name: str) -> None:
         )
 
 
-def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
-    spec = parse_train(body)
+def submit_train(spec: TrainSpec, body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
+    """`body`: as the client sent it (the idempotency key's hash covers it)."""
     _check_model_name(spec.model_name)
     settings = current_settings()
-    check_webhook_url(spec.webhook_url, settings)
+    check_webhook_url(spec.settings.webhook_url, settings)
     tenant = tenant_id()
-    window = spec.completion_window_seconds or settings.default_completion_window_seconds
+    window = spec.settings.completion_window_seconds or settings.default_completion_window_seconds
 
     def create(session: Session) -> dict[str, Any]:
         check_live_jobs(session, tenant, settings)
@@ -154,13 +150,13 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
                     "model_name": spec.model_name,
                     "hyperparameters": hyperparameters,
                 },
-                priority=spec.priority,
-                metadata_=spec.metadata,
-                webhook_url=spec.webhook_url,
+                priority=spec.settings.priority,
+                metadata_=spec.settings.metadata,
+                webhook_url=spec.settings.webhook_url,
             ),
             window,
             mark_sent=False,
-            retention_days=spec.retention_days,
+            retention_days=spec.settings.retention_days,
         )
         records = int(training.records or 0)
         jobs.plan_single_part(
@@ -184,45 +180,4 @@ def submit_train(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
         for part_id in part_ids:
             queue.try_send(queue.TASK_TRAIN, [part_id], settings=settings)
         log.info("train job %s queued: %s from %s", resource["id"], spec.model_name, resource["model"])
-    return resource
-
-
-def submit_evaluate(body: dict[str, Any], idem_key: str | None) -> dict[str, Any]:
-    spec = parse_evaluate(body)
-    settings = current_settings()
-    check_webhook_url(spec.webhook_url, settings)
-    tenant = tenant_id()
-    window = spec.completion_window_seconds or settings.default_completion_window_seconds
-
-    def create(session: Session) -> dict[str, Any]:
-        check_live_jobs(session, tenant, settings)
-        model = model_refs.resolve(session, tenant, spec.model, spec.task)
-        model_refs.check_params(model.model, spec.params)
-        f = labelled_file(session, spec.input_file, spec.task, "input_file")
-        job = insert_job(
-            session,
-            Job(
-                id=new_id("job"),
-                tenant_id=tenant,
-                type="evaluate",
-                task=spec.task,
-                model=model.ref,
-                model_version_id=model.version_id,
-                input_file_id=f.id,
-                total=f.records,
-                params=spec.params,
-                priority=spec.priority,
-                metadata_=spec.metadata,
-                webhook_url=spec.webhook_url,
-            ),
-            window,
-            retention_days=spec.retention_days,
-        )
-        return job_object(model_refs.start_waiting(session, job, model))
-
-    resource, replayed = create_job_once(tenant, idem_key, body, create)
-    if not replayed:
-        if resource.get("waiting_for") is None:  # a waiting job is planned once its training job ends
-            queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
-        log.info("evaluate job %s queued: %s on %s", resource["id"], resource["model"], spec.input_file)
     return resource

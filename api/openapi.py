@@ -1,5 +1,11 @@
-"""The OpenAPI 3.1 document of this API, written by hand to say exactly what the routes do,
-and `/docs`: a self-contained HTML page rendered from it (no scripts, no CDN).
+"""The OpenAPI 3.1 document of this API, and `/docs`: a self-contained HTML page rendered from it (no
+scripts, no CDN).
+
+The schemas of request bodies and of the objects the API answers with are generated from the contract
+models (`api.contract`: `model_json_schema`, their `$defs` becoming components), so the document says
+what the validators check, with their own limits. What is written here is what no model says: the
+paths, their parameters and answers, and the schemas of answers not yet modelled (lists, manifests,
+throughput, dry runs, readiness, OpenAI's embeddings).
 
 tests/integration/test_api_ops.py checks that every route is documented and nothing else is.
 """
@@ -11,21 +17,22 @@ import html
 import json
 from typing import Any
 
-from inferq.api.job_specs import INT_PARAMS, MAX_METADATA_KEYS, OUTPUT_FORMATS, PRECISIONS, PRIORITY_RANGE
+from pydantic import TypeAdapter
+
+from inferq.api.contract import objects, requests
+from inferq.api.contract.schemas import model_schemas
+from inferq.api.idempotency import MAX_KEY_LENGTH
 from inferq.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from inferq.api.serializers import BATCH_STATUS
-from inferq.shared.batch_lines import COMPLETION_WINDOWS, ENDPOINTS
-from inferq.shared.openai_embeddings import ENCODING_FORMATS
-from inferq.shared.settings import MAX_RETENTION_DAYS
+from inferq.api.routes.embeddings import MAX_INPUTS
+from inferq.shared.openai_embeddings import ENCODING_FORMATS, MAX_DIMENSIONS, MAX_MODEL_CHARS
 from inferq.shared.states import JobStatus
-from inferq.shared.tasks import PREDICT_TASKS
 
 Schema = dict[str, Any]
-
-UPLOAD_PURPOSES = ["input", "training", "batch"]
-JOB_TYPES = ["predict", "train", "evaluate", "batch"]
-ALL_PURPOSES = [*UPLOAD_PURPOSES, "output", "errors"]
-FORMATS = ["jsonl", "csv", "parquet"]
+_STATES = "|".join(s.value for s in JobStatus)
+# What `GET /v1/jobs?status=` accepts: states, comma-separated (empty items are skipped).
+STATUS_LIST_PATTERN = f"^,*(?:{_STATES})(?:,+(?:{_STATES}))*,*$"
+# What `api.idempotency.header_key` accepts, in ASCII: 1 to MAX_KEY_LENGTH printable characters.
+IDEMPOTENCY_KEY_PATTERN = f"^[\\x21-\\x7e]([\\x20-\\x7e]{{0,{MAX_KEY_LENGTH - 2}}}[\\x21-\\x7e])?$"
 
 
 def _ref(name: str) -> Schema:
@@ -34,9 +41,6 @@ def _ref(name: str) -> Schema:
 
 def _nullable(schema: Schema) -> Schema:
     return {"oneOf": [schema, {"type": "null"}]}
-
-
-TIMESTAMP: Schema = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC, ending in Z"}
 
 
 def _list_of(item: str) -> Schema:
@@ -55,108 +59,15 @@ def _list_of(item: str) -> Schema:
     }
 
 
-def _int_param(low: int, high: int, description: str) -> Schema:
-    return {"type": "integer", "minimum": low, "maximum": high, "description": description}
-
-
-UNIX_TIME: Schema = {"type": "integer", "description": "Unix seconds"}
-RETENTION_DAYS: Schema = {
-    "type": "integer",
-    "minimum": 0,
-    "maximum": MAX_RETENTION_DAYS,
-    "description": "days until its data is deleted from storage (0: kept until deleted); "
-    "omitted: the server's INFERQ_RETENTION_DAYS (30 by default)",
-}
-DELETE_AFTER: Schema = {
-    **_nullable(TIMESTAMP),
-    "description": "when its bytes and row are deleted (retention); null: kept until deleted",
-}
+RETENTION_DAYS: Schema = TypeAdapter[Any](requests.RetentionDays).json_schema()
 EMBEDDINGS_INPUT: Schema = {
     "oneOf": [
         {"type": "string", "minLength": 1},
-        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_INPUTS},
     ],
     "description": "text, or a list of texts (token arrays are refused)",
 }
 OPENAI_SCHEMAS: dict[str, Schema] = {
-    "BatchCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["input_file_id", "endpoint", "completion_window"],
-        "properties": {
-            "input_file_id": {
-                "type": "string",
-                "description": (
-                    "a JSONL file of purpose batch: one request per line, "
-                    '{"custom_id", "method": "POST", "url": "/v1/embeddings", "body": {…}}'
-                ),
-            },
-            "endpoint": {"enum": list(ENDPOINTS)},
-            "completion_window": {"enum": list(COMPLETION_WINDOWS)},
-            "metadata": {
-                "type": "object",
-                "maxProperties": MAX_METADATA_KEYS,
-                "additionalProperties": {"type": "string", "maxLength": 512},
-            },
-        },
-    },
-    "Batch": {
-        "type": "object",
-        "description": "OpenAI's Batch object; the batch is a job of type batch (job_ + the same suffix)",
-        "required": [
-            "id",
-            "object",
-            "endpoint",
-            "input_file_id",
-            "completion_window",
-            "status",
-            "created_at",
-        ],
-        "properties": {
-            "id": {"type": "string", "pattern": "^batch_"},
-            "object": {"const": "batch"},
-            "endpoint": {"type": "string"},
-            "model": {"type": "string", "description": "the model the batch runs, as its requests name it"},
-            "errors": _nullable(
-                {
-                    "type": "object",
-                    "properties": {
-                        "object": {"const": "list"},
-                        "data": {"type": "array", "items": {"type": "object"}},
-                    },
-                }
-            ),
-            "input_file_id": {"type": "string"},
-            "completion_window": {"type": "string"},
-            "status": {"enum": list(BATCH_STATUS.values())},
-            "output_file_id": _nullable({"type": "string"}),
-            "error_file_id": {**_nullable({"type": "string"}), "description": "null when no request failed"},
-            "created_at": UNIX_TIME,
-            **{
-                name: _nullable(UNIX_TIME)
-                for name in (
-                    "in_progress_at",
-                    "expires_at",
-                    "finalizing_at",
-                    "completed_at",
-                    "failed_at",
-                    "expired_at",
-                    "cancelling_at",
-                    "cancelled_at",
-                )
-            },
-            "request_counts": {
-                "type": "object",
-                "required": ["total", "completed", "failed"],
-                "properties": {
-                    "total": {"type": "integer"},
-                    "completed": {"type": "integer"},
-                    "failed": {"type": "integer"},
-                },
-            },
-            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    },
     "BatchList": {
         "type": "object",
         "required": ["object", "data", "has_more"],
@@ -174,13 +85,23 @@ OPENAI_SCHEMAS: dict[str, Schema] = {
         "additionalProperties": False,
         "required": ["model", "input"],
         "properties": {
-            "model": {"type": "string", "description": "an embedding model: name or name:version"},
+            "model": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_MODEL_CHARS,
+                "description": "an embedding model: name or name:version",
+            },
             "input": EMBEDDINGS_INPUT,
             "encoding_format": {
                 "enum": list(ENCODING_FORMATS),
                 "description": "base64: the little-endian float32 bytes",
             },
-            "dimensions": {"type": "integer", "description": "only the model's own size is accepted"},
+            "dimensions": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_DIMENSIONS,
+                "description": "only the model's own size is accepted",
+            },
             "user": {"type": "string", "description": "accepted and ignored"},
         },
     },
@@ -213,370 +134,8 @@ OPENAI_SCHEMAS: dict[str, Schema] = {
 }
 
 SCHEMAS: dict[str, Schema] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "field"],
-                "properties": {
-                    "code": {"type": "string", "description": "stable machine code, e.g. model_not_found"},
-                    "message": {"type": "string", "description": "a sentence for a human"},
-                    "field": {
-                        **_nullable({"type": "string"}),
-                        "description": "the request field at fault (params.* for job parameters)",
-                    },
-                },
-            }
-        },
-    },
-    "File": {
-        "type": "object",
-        "required": [
-            "id",
-            "object",
-            "filename",
-            "bytes",
-            "purpose",
-            "format",
-            "records",
-            "sha256",
-            "created_at",
-        ],
-        "properties": {
-            "id": {"type": "string", "pattern": "^file_", "examples": ["file_01hx7w1q3k8m2n4p6r8t0v2x4z"]},
-            "object": {"const": "file"},
-            "filename": {"type": "string", "description": "the uploaded name; metadata only"},
-            "bytes": {"type": "integer"},
-            "purpose": {"enum": ALL_PURPOSES},
-            "format": {"enum": FORMATS},
-            "records": {**_nullable({"type": "integer"}), "description": "records counted at upload"},
-            "sha256": {"type": "string", "description": "hex digest of the bytes"},
-            "created_at": TIMESTAMP,
-            "status": {"const": "processed", "description": "OpenAI's file status: stored and scanned"},
-            "delete_after": DELETE_AFTER,
-        },
-    },
     "FileList": _list_of("File"),
-    "Deleted": {
-        "type": "object",
-        "required": ["id", "object", "deleted"],
-        "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "deleted": {"const": True}},
-    },
-    "PredictParams": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "omitted parameters follow the model's own settings",
-        "properties": {
-            "batch_tokens": _int_param(*INT_PARAMS["batch_tokens"], "token budget of one batch"),
-            "max_length": _int_param(
-                *INT_PARAMS["max_length"],
-                "tokens per record; longer is truncated. At least the model's special tokens + 1 and at most "
-                "its positions (3..512 for minilm-l6); outside that a 400 names the model's bounds",
-            ),
-            "normalize": {"type": "boolean", "description": "unit-length embeddings"},
-            "top_k": _int_param(*INT_PARAMS["top_k"], "labels kept in `scores` (classification)"),
-            "output_format": {
-                "enum": list(OUTPUT_FORMATS),
-                "description": "parquet is answered 400 unsupported_output_format for now",
-            },
-            "precision": {"enum": list(PRECISIONS), "description": "auto: bf16/fp16 on GPU, fp32 on CPU"},
-            "cache": {
-                "type": "boolean",
-                "default": False,
-                "description": (
-                    "predict jobs: serve records from this tenant's earlier results with the same model "
-                    "version, the same output-changing params (all but batch_tokens and output_format; "
-                    "precision as run) and the same input (text: Unicode NFC, trimmed; images: the "
-                    "decoded pixels, for `image` and `image_key` alike), and store what is computed. "
-                    "Lines are identical to computed ones, with each record's own id. The job's "
-                    "`metrics` gain cache_hits and cache_misses, its events a `result_cache` entry."
-                ),
-            },
-            "explain": {
-                "type": "boolean",
-                "default": False,
-                "description": (
-                    "text-classification and image-classification predict jobs only (400 "
-                    "unsupported_param elsewhere, evaluate jobs included): each line also explains its "
-                    "predicted label. Text: `explanation` {label, tokens (the tokenizer's word pieces, "
-                    "special tokens dropped), attributions (gradient x input per token), method "
-                    "gradient_x_input}. Images: `saliency` {label, png_base64 (grayscale PNG of "
-                    "|gradient| per pixel of the model's input, at most 64x64), width, height, method "
-                    "gradient}. Adds a forward and a backward pass per batch (about 3x the compute), "
-                    "run in fp32 whatever the precision."
-                ),
-            },
-        },
-    },
-    "JobCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["type", "task", "model", "input_file"],
-        "description": (
-            "Validated whole before anything is created. Unknown fields, and fields the server sets "
-            "(id, status, …), are 400. This schema shows a predict body; train bodies take task, base_model "
-            "(omitted: the task's default; null: from scratch), training_file, validation_file, "
-            "model_name and "
-            "hyperparameters; evaluate bodies take task, model and a labelled input_file."
-        ),
-        "properties": {
-            "type": {"const": "predict"},
-            "task": {"enum": list(PREDICT_TASKS)},
-            "model": {
-                "type": "string",
-                "description": (
-                    "name (latest ready version), name:version, or train:<job_id>: the model a train job "
-                    "of the same task makes (a succeeded one resolves at once; an unfinished one makes this "
-                    "job wait, queued, and run once it succeeds, or fail with training_failed)"
-                ),
-            },
-            "input_file": {
-                "type": "string",
-                "description": (
-                    "a file of purpose input holding the task's field. A record's id is its `id` (an "
-                    'integer or a string; 1 and "1" are one id) or, without one, its line number; ids '
-                    "are unique in a job's results: the first record with an id runs, each later one is a "
-                    "duplicate_id error line (with its line), across the whole file"
-                ),
-            },
-            "params": _ref("PredictParams"),
-            "priority": {"type": "integer", "minimum": PRIORITY_RANGE[0], "maximum": PRIORITY_RANGE[1]},
-            "metadata": {
-                "type": "object",
-                "maxProperties": MAX_METADATA_KEYS,
-                "additionalProperties": {"type": "string", "maxLength": 512},
-            },
-            "webhook_url": {
-                "type": "string",
-                "format": "uri",
-                "description": "https (http where the operator allows it), to public addresses only",
-            },
-            "completion_window": {
-                "type": "string",
-                "pattern": "^[0-9]+[smhd]$",
-                "description": "e.g. 24h (the default): the job expires if not finished by then",
-            },
-            "retention_days": RETENTION_DAYS,
-        },
-    },
-    "JobError": {
-        "type": "object",
-        "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-    },
-    "Job": {
-        "type": "object",
-        "required": [
-            "id",
-            "object",
-            "type",
-            "task",
-            "status",
-            "model",
-            "input_file",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "expires_at",
-            "progress",
-            "output_file",
-            "error_file",
-            "result_model",
-            "metrics",
-            "error",
-            "metadata",
-        ],
-        "properties": {
-            "id": {"type": "string", "pattern": "^job_"},
-            "object": {"const": "job"},
-            "type": {"enum": [*JOB_TYPES], "description": "batch: made by POST /v1/batches"},
-            "task": {"type": "string"},
-            "status": {"enum": [s.value for s in JobStatus]},
-            "waiting_for": {
-                **_nullable({"type": "string"}),
-                "description": "the training job a queued job with model train:<job_id> waits for",
-            },
-            "status_reason": {
-                **_nullable({"type": "string"}),
-                "description": "a sentence saying why the job is in its state (while it waits for training)",
-            },
-            "model": {
-                "type": "string",
-                "description": "the resolved name:version (train:<job_id> while the job waits for it)",
-            },
-            "input_file": _nullable({"type": "string"}),
-            "params": {"type": "object"},
-            "priority": {"type": "integer"},
-            "created_at": TIMESTAMP,
-            "started_at": _nullable(TIMESTAMP),
-            "finished_at": _nullable(TIMESTAMP),
-            "expires_at": _nullable(TIMESTAMP),
-            "delete_after": DELETE_AFTER,
-            "progress": {
-                "type": "object",
-                "required": ["total", "completed", "failed"],
-                "properties": {
-                    "total": {
-                        **_nullable({"type": "integer"}),
-                        "description": "null until the job is planned",
-                    },
-                    "completed": {"type": "integer"},
-                    "failed": {"type": "integer"},
-                },
-            },
-            "output_file": _nullable({"type": "string"}),
-            "error_file": _nullable({"type": "string"}),
-            "result_model": _nullable({"type": "string"}),
-            "metrics": _nullable({"type": "object"}),
-            "throughput": {
-                **_nullable(_ref("Throughput")),
-                "description": (
-                    "prediction jobs: while working, rates over the last minute and the ETA; once "
-                    "finished, the average over the whole run; null for train jobs and before a job starts"
-                ),
-            },
-            "reproducibility": {
-                **_nullable(_ref("Manifest")),
-                "description": "predict, evaluate and batch jobs: null until the job is finalized",
-            },
-            "error": _nullable(_ref("JobError")),
-            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-            "webhook_url": _nullable({"type": "string"}),
-            "parent_job": {
-                **_nullable({"type": "string"}),
-                "description": "a retry child (POST /v1/jobs/{job_id}/retry): the job it reruns records of",
-            },
-            "retry_of": _nullable({"enum": ["errored", "expired", "cancelled"]}),
-        },
-    },
     "JobList": _list_of("Job"),
-    "RetryCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["only"],
-        "properties": {
-            "only": {
-                "enum": ["errored", "expired", "cancelled"],
-                "description": (
-                    "errored: the records in the job's error file; expired / cancelled: the records of "
-                    "the parts that never ran because the job expired / was cancelled"
-                ),
-            },
-            "completion_window": {
-                "type": "string",
-                "description": "e.g. 24h; default: the parent's window",
-            },
-        },
-    },
-    "Throughput": {
-        "type": "object",
-        "properties": {
-            "window_seconds": {
-                "type": "number",
-                "description": "the span measured (at most 60 s while working)",
-            },
-            "records_per_second": {"type": "number"},
-            "tokens_per_second": _nullable({"type": "number"}),
-            "eta_seconds": _nullable({"type": "number"}),
-            "padding_ratio": _nullable(
-                {"type": "number", "description": "padding / padded token slots of the batches measured"}
-            ),
-            "running_workers": {"type": "array", "items": {"type": "string"}},
-        },
-    },
-    "Manifest": {
-        "type": "object",
-        "description": (
-            "What a rerun needs to match: also served as manifest.json by GET /v1/jobs/{job_id}/manifest"
-        ),
-        "required": [
-            "object",
-            "job",
-            "type",
-            "task",
-            "model",
-            "runtime",
-            "libraries",
-            "batching",
-            "seed",
-            "input_file",
-            "output_file",
-            "error_file",
-        ],
-        "properties": {
-            "object": {"const": "job.manifest"},
-            "job": {"type": "string", "pattern": "^job_"},
-            "type": {"enum": ["predict", "evaluate", "batch"]},
-            "task": {"type": "string"},
-            "model": {
-                "type": "object",
-                "required": ["ref", "name", "version", "version_id", "weights_sha256", "tokenizer_sha256"],
-                "properties": {
-                    "ref": {"type": "string", "description": "name:version"},
-                    "name": {"type": "string"},
-                    "version": {"type": "integer"},
-                    "version_id": {**_nullable({"type": "string"}), "description": "null for built-ins"},
-                    "weights_sha256": _nullable({"type": "string"}),
-                    "tokenizer_sha256": {
-                        **_nullable({"type": "string"}),
-                        "description": (
-                            "sha256 over tokenizer.json, vocab.txt, tokenizer_config.json and"
-                            " special_tokens_map.json (those present: name, newline, sha256 of the bytes);"
-                            " null when the model has none"
-                        ),
-                    },
-                },
-            },
-            "runtime": {
-                "type": "object",
-                "required": ["precision", "device"],
-                "properties": {
-                    "precision": {
-                        **_nullable({"type": "string"}),
-                        "description": "fp32, bf16 or fp16 as the parts ran (comma-joined if they differed)",
-                    },
-                    "device": {
-                        **_nullable({"type": "string"}),
-                        "description": "the device kind: cpu, cuda, mps (comma-joined if they differed)",
-                    },
-                },
-            },
-            "libraries": {
-                "type": "object",
-                "description": "python, torch, transformers and inferq versions (null: not installed)",
-                "additionalProperties": _nullable({"type": "string"}),
-            },
-            "batching": {
-                "type": "object",
-                "required": ["batch_tokens", "max_batch_size", "max_length"],
-                "properties": {
-                    "batch_tokens": {
-                        **_nullable({"type": "integer"}),
-                        "description": "params.batch_tokens or the server's; null: the device default",
-                    },
-                    "max_batch_size": {
-                        **_nullable({"type": "integer"}),
-                        "description": "the server's INFERQ_MAX_BATCH_SIZE; null: the device default",
-                    },
-                    "max_length": {
-                        **_nullable({"type": "integer"}),
-                        "description": "params.max_length; null: the model's",
-                    },
-                },
-            },
-            "seed": _nullable({"type": "integer"}),
-            "input_file": _ref("ManifestFile"),
-            "output_file": _ref("ManifestFile"),
-            "error_file": _ref("ManifestFile"),
-        },
-    },
-    "ManifestFile": {
-        "type": "object",
-        "required": ["id", "sha256"],
-        "properties": {"id": _nullable({"type": "string"}), "sha256": _nullable({"type": "string"})},
-    },
     "DryRun": {
         "type": "object",
         "required": [
@@ -621,72 +180,8 @@ SCHEMAS: dict[str, Schema] = {
             "sampled_bytes": _nullable({"type": "integer"}),
         },
     },
-    "JobEvent": {
-        "type": "object",
-        "required": ["id", "created_at", "kind", "from_status", "to_status", "message", "data"],
-        "properties": {
-            "id": {"type": "integer"},
-            "object": {"const": "job.event"},
-            "created_at": TIMESTAMP,
-            "kind": {"type": "string", "description": "state, planned, part_started, part_done, retry, …"},
-            "from_status": _nullable({"type": "string"}),
-            "to_status": _nullable({"type": "string"}),
-            "message": _nullable({"type": "string"}),
-            "data": {"type": "object"},
-        },
-    },
     "JobEventList": _list_of("JobEvent"),
-    "ModelVersion": {
-        "type": "object",
-        "required": ["id", "object", "name", "version", "task", "status", "created_at"],
-        "properties": {
-            "id": {"type": "string", "description": "name:version"},
-            "object": {"const": "model.version"},
-            "name": {"type": "string"},
-            "version": {"type": "integer"},
-            "task": {"type": "string"},
-            "status": {"type": "string"},
-            "labels": _nullable({"type": "array", "items": {"type": "string"}}),
-            "metrics": _nullable({"type": "object"}),
-            "config": {"type": "object"},
-            "base_model": _nullable({"type": "string"}),
-            "created_by_job": _nullable({"type": "string"}),
-            "created_at": _nullable(TIMESTAMP),
-            "weights_sha256": _nullable({"type": "string"}),
-        },
-    },
-    "Model": {
-        "type": "object",
-        "required": ["id", "object", "name", "builtin", "task", "latest_version", "versions"],
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "model"},
-            "name": {"type": "string"},
-            "builtin": {"type": "boolean"},
-            "task": {"type": "string"},
-            "latest_version": {
-                **_nullable({"type": "integer"}),
-                "description": "the version the bare name resolves to",
-            },
-            "versions": {"type": "array", "items": _ref("ModelVersion")},
-            "created_at": _nullable(TIMESTAMP),
-        },
-    },
     "ModelList": _list_of("Model"),
-    "WebhookSecret": {
-        "type": "object",
-        "required": ["object", "secret", "signature_version"],
-        "description": (
-            "Signs the tenant's webhooks, Standard Webhooks style: each POST carries webhook-id, "
-            "webhook-timestamp and webhook-signature = v1,base64(HMAC-SHA256(key, id.timestamp.body)) "
-            "where key is the base64-decoded part of the secret after whsec_"
-        ),
-        "properties": {
-            "object": {"const": "webhook_secret"},
-            "secret": {"type": "string", "description": "whsec_ + base64 of 32 bytes"},
-            "signature_version": {"const": "v1"},
-        },
-    },
     **OPENAI_SCHEMAS,
     "Readiness": {
         "type": "object",
@@ -757,7 +252,7 @@ IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "maxLength": 255},
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
     "description": "same key and body: the first result again (same id); same key, other body: 409",
 }
 RETRY_AFTER = {
@@ -842,10 +337,11 @@ def _paths() -> dict[str, Any]:
                         "multipart/form-data": {
                             "schema": {
                                 "type": "object",
+                                "additionalProperties": False,
                                 "required": ["file", "purpose"],
                                 "properties": {
                                     "file": {"type": "string", "format": "binary"},
-                                    "purpose": {"enum": UPLOAD_PURPOSES},
+                                    "purpose": {"enum": list(objects.UPLOAD_PURPOSES)},
                                     "retention_days": RETENTION_DAYS,
                                 },
                             }
@@ -862,7 +358,7 @@ def _paths() -> dict[str, Any]:
                 tag="files",
                 parameters=[
                     *PAGE_PARAMS,
-                    _query("purpose", {"enum": ALL_PURPOSES}, "only files of this purpose"),
+                    _query("purpose", {"enum": list(objects.PURPOSES)}, "only files of this purpose"),
                 ],
             ),
         },
@@ -941,8 +437,12 @@ def _paths() -> dict[str, Any]:
                 tag="jobs",
                 parameters=[
                     *PAGE_PARAMS,
-                    _query("status", {"type": "string"}, "one or more states, comma-separated"),
-                    _query("type", {"enum": [*JOB_TYPES]}, "only jobs of this type"),
+                    _query(
+                        "status",
+                        {"type": "string", "pattern": STATUS_LIST_PATTERN},
+                        "one or more states, comma-separated",
+                    ),
+                    _query("type", {"enum": list(objects.JOB_TYPES)}, "only jobs of this type"),
                 ],
             ),
         },
@@ -1320,7 +820,7 @@ def _document_json() -> str:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an inferq API key"}
             },
-            "schemas": SCHEMAS,
+            "schemas": {**model_schemas(), **SCHEMAS},
         },
     }
     return json.dumps(document)
@@ -1352,8 +852,9 @@ def _type_of(schema: Schema) -> str:
     if "$ref" in schema:
         name = str(schema["$ref"]).rsplit("/", 1)[-1]
         return f'<a href="#schema-{html.escape(name)}">{html.escape(name)}</a>'
-    if "oneOf" in schema:
-        return " | ".join(_type_of(s) for s in schema["oneOf"])
+    for union in ("oneOf", "anyOf"):
+        if union in schema:
+            return " | ".join(_type_of(s) for s in schema[union])
     if "const" in schema:
         return html.escape(json.dumps(schema["const"]))
     if "enum" in schema:

@@ -19,38 +19,32 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inferq.api.context import current_settings, tenant_id
+from inferq.api.contract.requests import RETRY_ONLY, RetryCreate, window_seconds
+from inferq.api.contract.validate import parse_body
 from inferq.api.job_rows import create_job_once, insert_job
-from inferq.api.job_specs import check_fields, parse_completion_window
 from inferq.api.limits import check_live_jobs
 from inferq.api.serializers import job_object
 from inferq.shared import jobs, queue
-from inferq.shared.errors import Conflict, InvalidRequest
+from inferq.shared.errors import Conflict
 from inferq.shared.ids import new_id
 from inferq.shared.job_types import JobType
 from inferq.shared.models import File, Job, JobPart, ModelVersion
-from inferq.shared.states import TERMINAL, JobStatus, PartStatus
+from inferq.shared.states import TERMINAL, PartStatus
 
 log = logging.getLogger(__name__)
 
 RETRY_ENDPOINT = "POST /v1/jobs/{id}/retry"
 ERRORED = "errored"
-ONLY = (ERRORED, JobStatus.EXPIRED, JobStatus.CANCELLED)
-RETRY_FIELDS = frozenset({"only", "completion_window"})
+ONLY = RETRY_ONLY  # errored, expired, cancelled
 RETRYABLE_TYPES = (JobType.PREDICT,)
 FINISHED_PARTS = (PartStatus.DONE, PartStatus.FAILED)
 
 
 def parse_retry(body: Any) -> tuple[str, int | None]:
     """`only` and the optional `completion_window` (seconds; None: the parent's window)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest(
-            'the body must be a JSON object such as {"only": "errored"}', code="invalid_json"
-        )
-    check_fields(body, RETRY_FIELDS, "retry", ("only",))
-    only = body["only"]
-    if not isinstance(only, str) or only not in ONLY:
-        raise InvalidRequest(f"only must be one of {', '.join(ONLY)}", field="only", code="invalid_value")
-    return only, parse_completion_window(body.get("completion_window"))
+    retry = parse_body(RetryCreate, body, 'the body must be a JSON object such as {"only": "errored"}')
+    window = retry.completion_window
+    return retry.only, None if window is None else window_seconds(window)
 
 
 def unfinished_records(session: Session, parent: Job) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from inferq.api.contract.objects import BATCH_STATUS
 from inferq.shared.batch_lines import batch_id
 from inferq.shared.job_objects import (
     job_object as job_object,  # the core lives in shared: workers send it too
@@ -109,19 +110,6 @@ def tenant_model_object(name: str, created_at: datetime, versions: list[ModelVer
         "versions": [version_object(name, mv) for mv in versions],
         "created_at": timestamp(created_at),
     }
-
-
-# OpenAI's batch status for each job state.
-BATCH_STATUS = {
-    JobStatus.QUEUED.value: "validating",
-    JobStatus.RUNNING.value: "in_progress",
-    JobStatus.FINALIZING.value: "finalizing",
-    JobStatus.SUCCEEDED.value: "completed",
-    JobStatus.FAILED.value: "failed",
-    JobStatus.EXPIRED.value: "expired",
-    JobStatus.CANCELLING.value: "cancelling",
-    JobStatus.CANCELLED.value: "cancelled",
-}
 
 
 def unix_seconds(value: datetime | None) -> int | None:

@@ -19,28 +19,13 @@ on a CPU in minutes (see benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from inferq.api.job_specs import (
-    MAX_REF_LENGTH,
-    PRIORITY_RANGE,
-    PredictSpec,
-    _choice,
-    _int,
-    _invalid,
-    _string,
-    check_fields,
-    parse_completion_window,
-    parse_metadata,
-    parse_model_job,
-    parse_retention_days,
-    parse_webhook_url,
-)
+from inferq.api.contract.requests import TrainJobCreate
+from inferq.api.job_specs import JobSettings
+from inferq.shared.errors import InvalidRequest
 from inferq.shared.tasks import IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
-
-TRAIN_TASKS = (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)
-EVALUATE_TASKS = (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION)
 
 # Architectures defined in the project, trained from random weights (worker/nets).
 CNN_ARCHITECTURES = ("cnn-small", "cnn-base")
@@ -88,30 +73,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "weight_decay": 0.01,
     },
 }
-INT_HYPERPARAMETERS = {
-    "epochs": (1, 100),
-    "batch_size": (1, 1024),
-    "max_length": (8, 4096),
-    "seed": (0, 2**31 - 1),
-    "image_size": (8, 512),
-}
-FLOAT_HYPERPARAMETERS = {"learning_rate": (1e-7, 1.0), "warmup_ratio": (0.0, 0.5), "weight_decay": (0.0, 1.0)}
-TEXT_ONLY = ("max_length",)
-CNN_ONLY = ("image_size",)
-
-COMMON_FIELDS = frozenset(
-    {"type", "task", "priority", "metadata", "webhook_url", "completion_window", "retention_days"}
-)
-TRAIN_FIELDS = COMMON_FIELDS | {
-    "base_model",
-    "training_file",
-    "validation_file",
-    "model_name",
-    "hyperparameters",
-}
-TRAIN_REQUIRED = ("task", "training_file", "model_name")
-EVALUATE_FIELDS = COMMON_FIELDS | {"model", "input_file", "params"}
-EVALUATE_REQUIRED = ("task", "model", "input_file")
 
 
 @dataclass(frozen=True)
@@ -122,45 +83,21 @@ class TrainSpec:
     validation_file: str | None
     model_name: str
     hyperparameters: dict[str, Any]  # as given; defaults are filled once the family is known
-    priority: int = 0
-    metadata: dict[str, str] = field(default_factory=dict)
-    webhook_url: str | None = None
-    completion_window_seconds: int | None = None
-    retention_days: int | None = None  # None: the server's default; 0: kept until deleted
+    settings: JobSettings
 
-
-# An evaluate body has the shape of a predict body: a model over a (labelled) input file.
-EvaluateSpec = PredictSpec
-
-
-def _float(value: Any, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _invalid(f"{name} must be a number from {low} to {high}", name, "invalid_type")
-    if not low <= float(value) <= high:
-        raise _invalid(f"{name} must be from {low} to {high}, got {value}", name)
-    return float(value)
-
-
-def parse_hyperparameters(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _invalid("hyperparameters must be an object", "hyperparameters", "invalid_type")
-    known = (*INT_HYPERPARAMETERS, *FLOAT_HYPERPARAMETERS)
-    out: dict[str, Any] = {}
-    for key in sorted(value):
-        name = f"hyperparameters.{key}"
-        if key not in known:
-            raise _invalid(
-                f"unknown hyperparameter {key!r}; known: {', '.join(sorted(known))}", name, "unknown_field"
-            )
-        if value[key] is None:
-            continue
-        if key in INT_HYPERPARAMETERS:
-            out[key] = _int(value[key], name, *INT_HYPERPARAMETERS[key])
-        else:
-            out[key] = _float(value[key], name, *FLOAT_HYPERPARAMETERS[key])
-    return out
+    @classmethod
+    def of(cls, body: TrainJobCreate) -> TrainSpec:
+        """Omitted `base_model`: the task's default; `null`: from scratch."""
+        given = body.hyperparameters
+        return cls(
+            task=body.task,
+            base_model=body.base_model if "base_model" in body.model_fields_set else DEFAULT_BASE[body.task],
+            training_file=body.training_file,
+            validation_file=body.validation_file,
+            model_name=body.model_name,
+            hyperparameters=given.model_dump(exclude_none=True) if given is not None else {},
+            settings=JobSettings.of(body),
+        )
 
 
 def resolve_hyperparameters(family: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -168,38 +105,9 @@ def resolve_hyperparameters(family: str, given: dict[str, Any]) -> dict[str, Any
     defaults = DEFAULTS[family]
     for key in given:
         if key not in defaults:
-            raise _invalid(
+            raise InvalidRequest(
                 f"hyperparameters.{key} does not apply when training {family}",
-                f"hyperparameters.{key}",
-                "unknown_field",
+                field=f"hyperparameters.{key}",
+                code="unknown_field",
             )
     return {**defaults, **given}
-
-
-def parse_train(body: dict[str, Any]) -> TrainSpec:
-    check_fields(body, TRAIN_FIELDS, "train", TRAIN_REQUIRED)
-    task = _choice(body["task"], "task", TRAIN_TASKS)
-    if "base_model" not in body:
-        base: str | None = DEFAULT_BASE[task]
-    elif body["base_model"] is None:
-        base = None
-    else:
-        base = _string(body["base_model"], "base_model", MAX_REF_LENGTH)
-    validation = body.get("validation_file")
-    return TrainSpec(
-        task=task,
-        base_model=base,
-        training_file=_string(body["training_file"], "training_file", 100),
-        validation_file=None if validation is None else _string(validation, "validation_file", 100),
-        model_name=_string(body["model_name"], "model_name", 64),
-        hyperparameters=parse_hyperparameters(body.get("hyperparameters")),
-        priority=0 if body.get("priority") is None else _int(body["priority"], "priority", *PRIORITY_RANGE),
-        metadata=parse_metadata(body.get("metadata")),
-        webhook_url=parse_webhook_url(body.get("webhook_url")),
-        completion_window_seconds=parse_completion_window(body.get("completion_window")),
-        retention_days=parse_retention_days(body.get("retention_days")),
-    )
-
-
-def parse_evaluate(body: dict[str, Any]) -> EvaluateSpec:
-    return parse_model_job(body, "evaluate", EVALUATE_FIELDS, EVALUATE_REQUIRED, EVALUATE_TASKS)

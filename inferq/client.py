@@ -28,6 +28,8 @@ from typing import Any, BinaryIO
 import httpx
 import orjson
 
+from inferq.contract_types import JobCreate
+
 logger = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired"})
@@ -478,8 +480,9 @@ class Client:
 
     # Jobs ----------------------------------------------------------------------------------------
 
-    def create_job(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
-        """POST any job body (predict, train, evaluate) as docs/API.md describes it."""
+    def create_job(self, body: JobCreate | Mapping[str, Any], *, idempotency_key: str | None = None) -> Job:
+        """POST any job body (predict, train, evaluate): `inferq.contract_types.JobCreate`, the server's
+        own contract."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         data = self._json(
             "POST", "/v1/jobs", retry=idempotency_key is not None, json=dict(body), headers=headers

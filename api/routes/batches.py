@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from inferq.api.auth import require_auth
 from inferq.api.cancel import cancel
 from inferq.api.context import current_settings, current_storage, db, plausible_id, tenant_id
+from inferq.api.contract.requests import BatchCreate
+from inferq.api.contract.validate import parse_body
 from inferq.api.idempotency import Idempotency, create_once, header_key, request_hash
 from inferq.api.job_rows import insert_job, lock_model_version
-from inferq.api.job_specs import SERVER_FIELDS, parse_metadata
 from inferq.api.limits import check_live_jobs
 from inferq.api.pagination import MAX_LIMIT, PageRequest, paginate, parse_limit
 from inferq.api.request_json import json_body
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 bp = require_auth(Blueprint("batches", __name__, url_prefix="/v1/batches"))
 
 CREATE_ENDPOINT = "POST /v1/batches"
-CREATE_FIELDS = ("input_file_id", "endpoint", "completion_window", "metadata")
 DEFAULT_LIMIT = 20  # OpenAI's
 PROBE_BYTES = 1024 * 1024  # the head of the input read at submit for the models its requests ask for
 MARKED_STATES = (JobStatus.FINALIZING.value, JobStatus.CANCELLING.value)
@@ -51,34 +51,8 @@ def _invalid(message: str, name: str | None, code: str) -> InvalidRequest:
 
 def parse_create(body: Any) -> tuple[str, str, str, dict[str, str]]:
     """(input_file_id, endpoint, completion_window, metadata) of a create body, or a 400."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object", code="invalid_json")
-    for key in sorted(body):
-        if key in SERVER_FIELDS:
-            raise _invalid(f"{key} is set by the server and cannot be given", key, "forbidden_field")
-    for key in sorted(body):
-        if key not in CREATE_FIELDS:
-            raise _invalid(f"unknown field {key!r}; known: {', '.join(CREATE_FIELDS)}", key, "unknown_field")
-    for key in CREATE_FIELDS[:3]:
-        if body.get(key) is None:
-            raise _invalid(f"{key} is required", key, "field_required")
-        if not isinstance(body[key], str):
-            raise _invalid(f"{key} must be a string", key, "invalid_type")
-    endpoint = body["endpoint"]
-    if endpoint not in batch_lines.ENDPOINTS:
-        raise _invalid(
-            f"endpoint must be one of {', '.join(batch_lines.ENDPOINTS)}, got {endpoint!r}",
-            "endpoint",
-            "unsupported_endpoint",
-        )
-    window = body["completion_window"]
-    if window not in batch_lines.COMPLETION_WINDOWS:
-        raise _invalid(
-            f"completion_window must be one of {', '.join(batch_lines.COMPLETION_WINDOWS)}, got {window!r}",
-            "completion_window",
-            "invalid_value",
-        )
-    return body["input_file_id"], endpoint, window, parse_metadata(body.get("metadata"))
+    batch = parse_body(BatchCreate, body)
+    return batch.input_file_id, batch.endpoint, batch.completion_window, dict(batch.metadata or {})
 
 
 def _input_file(session: Session, file_id: str, *, lock: bool = False) -> File:

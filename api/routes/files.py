@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from inferq.api.auth import require_auth
 from inferq.api.context import current_settings, current_storage, db, plausible_id, tenant_id
+from inferq.api.contract.objects import PURPOSES, UPLOAD_PURPOSES
 from inferq.api.idempotency import Idempotency, create_once, header_key, request_hash
 from inferq.api.pagination import list_body, page_request, paginate
 from inferq.api.serializers import file_object
@@ -29,9 +30,6 @@ log = logging.getLogger(__name__)
 
 bp = require_auth(Blueprint("files", __name__, url_prefix="/v1/files"))
 
-UPLOAD_PURPOSES = ("input", "training", "batch")
-SYSTEM_PURPOSES = ("output", "errors")
-PURPOSES = UPLOAD_PURPOSES + SYSTEM_PURPOSES
 FORM_FIELDS = ("purpose", "retention_days")
 HEAD_BYTES = 64 * 1024
 UPLOAD_ENDPOINT = "POST /v1/files"

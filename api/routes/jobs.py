@@ -14,28 +14,28 @@ from inferq.api import dry_run, merged_results, model_refs, partial_results, ret
 from inferq.api.auth import require_auth
 from inferq.api.cancel import cancel
 from inferq.api.context import current_settings, current_storage, db, plausible_id, read_db, tenant_id
+from inferq.api.contract.objects import JOB_TYPES
+from inferq.api.contract.requests import JOB_BODIES, EvaluateJobCreate, PredictJobCreate, TrainJobCreate
+from inferq.api.contract.validate import parse_job_body
 from inferq.api.idempotency import header_key
-from inferq.api.job_rows import create_job_once, insert_job
-from inferq.api.job_specs import PredictSpec, check_job_type, parse_predict
-from inferq.api.labelled_jobs import submit_evaluate, submit_train
-from inferq.api.limits import check_live_jobs
+from inferq.api.job_specs import PredictSpec, model_job_spec
+from inferq.api.labelled_jobs import submit_train
+from inferq.api.model_jobs import input_file_for, submit_model_job
 from inferq.api.pagination import int_cursor, list_body, page_request, paginate, parse_limit
 from inferq.api.request_json import json_body
 from inferq.api.routes.files import CONTENT_TYPES, content_response
 from inferq.api.serializers import event_object, job_object
-from inferq.api.webhook_targets import check_webhook_url
-from inferq.shared import keys, queue, retention, throughput
-from inferq.shared.errors import Conflict, InvalidRequest, NotFound, Unprocessable
-from inferq.shared.ids import new_id
+from inferq.api.train_specs import TrainSpec
+from inferq.shared import keys, retention, throughput
+from inferq.shared.errors import Conflict, InvalidRequest, NotFound
 from inferq.shared.models import File, Job, JobEvent
 from inferq.shared.states import TERMINAL, JobStatus
-from inferq.shared.tasks import input_fields
 
 log = logging.getLogger(__name__)
 
 bp = require_auth(Blueprint("jobs", __name__, url_prefix="/v1/jobs"))
 
-FILTER_TYPES = ("predict", "train", "evaluate", "batch")
+FILTER_TYPES = JOB_TYPES  # ?type= filters by the job object's type
 LIVE_RATES = frozenset({JobStatus.RUNNING.value, JobStatus.FINALIZING.value, JobStatus.CANCELLING.value})
 # Built once: a poll runs it, and building the statement costs more than running its cached form.
 _TENANT_JOB = select(Job).where(Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id"))
@@ -51,87 +51,24 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
-def input_file_for(session: Session, spec: PredictSpec) -> File:
-    """The input file: the tenant's, of purpose input, with the field the task reads. Locked for the
-    transaction so that it cannot be deleted under the new job."""
-    if not plausible_id(spec.input_file, "file"):
-        raise NotFound(f"file {spec.input_file!r} does not exist", field="input_file", code="file_not_found")
-    f = session.execute(
-        select(File).where(File.id == spec.input_file, File.tenant_id == tenant_id()).with_for_update()
-    ).scalar_one_or_none()
-    if f is None:
-        raise NotFound(f"file {spec.input_file!r} does not exist", field="input_file", code="file_not_found")
-    if f.purpose != "input":
-        raise InvalidRequest(
-            f"file {f.id} has purpose {f.purpose!r}; predict jobs read files of purpose 'input'",
-            field="input_file",
-            code="invalid_file_purpose",
-        )
-    wanted = input_fields(spec.task)
-    if not set(wanted) & set(f.fields or []):
-        where = "column" if f.format in ("csv", "parquet") else "field in any record"
-        raise Unprocessable(
-            f"file {f.id} has no {' or '.join(repr(w) for w in wanted)} {where}, which {spec.task} reads",
-            field="input_file",
-            code="missing_field",
-        )
-    return f
-
-
 @bp.post("")
 def submit_job() -> tuple[dict[str, Any], int]:
     dry = _dry_run_flag()
     idem_key = None if dry else header_key()
     body = json_body()
-    job_type = check_job_type(body)
-    if dry:
-        if job_type != "predict":
-            raise InvalidRequest(
-                f"dry_run applies to predict jobs, not {job_type}", field="dry_run", code="invalid_value"
-            )
-        return _dry_run(parse_predict(body)), 200
-    if job_type == "train":
-        return submit_train(body, idem_key), 202
-    if job_type == "evaluate":
-        return submit_evaluate(body, idem_key), 202
-    spec = parse_predict(body)
-    settings = current_settings()
-    check_webhook_url(spec.webhook_url, settings)
-    tenant = tenant_id()
-    window = spec.completion_window_seconds or settings.default_completion_window_seconds
-
-    def create(session: Session) -> dict[str, Any]:
-        check_live_jobs(session, tenant, settings)
-        model = model_refs.resolve(session, tenant, spec.model, spec.task)
-        model_refs.check_params(model.model, spec.params)
-        f = input_file_for(session, spec)
-        job = insert_job(
-            session,
-            Job(
-                id=new_id("job"),
-                tenant_id=tenant,
-                type="predict",
-                task=spec.task,
-                model=model.ref,
-                model_version_id=model.version_id,
-                input_file_id=f.id,
-                total=f.records,
-                params=spec.params,
-                priority=spec.priority,
-                metadata_=spec.metadata,
-                webhook_url=spec.webhook_url,
-            ),
-            window,
-            retention_days=spec.retention_days,
+    job_type = body.get("type") if isinstance(body, dict) else None
+    if dry and job_type in JOB_BODIES and job_type != "predict":  # before the rest of the body
+        raise InvalidRequest(
+            f"dry_run applies to predict jobs, not {job_type}", field="dry_run", code="invalid_value"
         )
-        return job_object(model_refs.start_waiting(session, job, model))
-
-    resource, replayed = create_job_once(tenant, idem_key, body, create)
-    if not replayed:
-        if resource.get("waiting_for") is None:  # a waiting job is planned once its training job ends
-            queue.try_send(queue.TASK_PLAN, [resource["id"]], settings=settings)
-        log.info("job %s queued: %s %s on %s", resource["id"], spec.task, resource["model"], spec.input_file)
-    return resource, 202
+    job = parse_job_body(body)
+    if dry:
+        assert isinstance(job, PredictJobCreate)
+        return _dry_run(model_job_spec(job)), 200
+    if isinstance(job, TrainJobCreate):
+        return submit_train(TrainSpec.of(job), body, idem_key), 202
+    assert isinstance(job, (PredictJobCreate, EvaluateJobCreate))
+    return submit_model_job(model_job_spec(job), body, idem_key), 202
 
 
 def _dry_run_flag() -> bool:

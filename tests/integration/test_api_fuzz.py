@@ -3,6 +3,11 @@ bodies, parameters and headers) and sends them with a valid key to the real app 
 Redis and the moto S3 server. No answer may be a 500, and every answer must be what the document
 says: a documented status code, its content type, its headers and a body that fits its schema.
 
+The document is generated from the validators' own models (api.contract), so schemathesis also checks
+that they agree: data the schema calls valid is never refused for its shape (`positive_data_acceptance`,
+see `contract_acceptance` for the refusals a schema cannot foresee), and data it calls invalid is
+never accepted (`negative_data_rejection`, on cases generated in negative mode).
+
 Schema-driven generation never writes what an attacker sends, so every operation also gets explicit
 hostile cases (`hostile_cases`): raw JSON bodies nested 1,000 deep, lone UTF-16 surrogates (escaped and
 as raw bytes) and integers of thousands of digits; every query and path parameter and the upload form's
@@ -24,10 +29,17 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import AcceptedNegativeData
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.core.result import Ok
+from schemathesis.generation import GenerationMode
+from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -39,13 +51,90 @@ from tests.helpers.tenant_resources import TenantResources, make_tenant_resource
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MAX_EXAMPLES = 25
+# Refusals of schema-valid data that no schema can foresee: what needs the database or the tenant's
+# rows (the model's task, the file's purpose and fields, a model's own max_length bounds, a training
+# family's hyperparameters, built-in model names, a batch file's lines), the operator's webhook policy,
+# rules across fields (params.explain by task), the completion window's range (its pattern cannot say
+# 1 minute to 30 days), cursors (opaque: only those the API gave out are valid), and an upload's
+# content (the schema calls the file part a string; only JSONL, CSV or Parquet records of UTF-8 text
+# are a file). Any other 4xx on schema-valid data is a disagreement between the document and the
+# validators, and fails.
+EXPECTED_REFUSALS = {
+    "model_task_mismatch",
+    "invalid_file_purpose",
+    "invalid_file_format",
+    "missing_field",
+    "no_valid_requests",
+    "unsupported_param",
+    "version_required",
+    "invalid_cursor",
+    # the upload's content
+    "unsupported_file_type",
+    "unsupported_content_type",
+    "invalid_encoding",
+    "invalid_csv_header",
+    "empty_file",
+    "no_valid_records",
+    "line_too_long",
+    "too_many_records",
+}
+EXPECTED_FIELD_REFUSALS = {
+    ("invalid_request", "model"),  # a name the registry cannot parse
+    ("invalid_request", "base_model"),
+    ("invalid_value", "model_name"),  # a built-in's name
+    ("invalid_value", "webhook_url"),  # the operator's policy (public addresses, https)
+    ("invalid_value", "params.max_length"),  # the model's own bounds
+    ("invalid_value", "hyperparameters.max_length"),
+    ("invalid_value", "completion_window"),  # 1 minute to 30 days
+    ("invalid_value", "dry_run"),  # dry_run applies to predict jobs only
+    ("invalid_value", "merged"),  # merged results are not paged with cursor/limit
+    ("invalid_dimensions", "dimensions"),  # only the model's own size
+}
+
+
+def contract_acceptance(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    """`positive_data_acceptance`, except the refusals `EXPECTED_REFUSALS` documents."""
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            raise
+        field = str(error.get("field") or "")
+        if error.get("code") in EXPECTED_REFUSALS or (error.get("code"), field) in EXPECTED_FIELD_REFUSALS:
+            return None
+        if error.get("code") == "unknown_field" and field.startswith("hyperparameters."):
+            return None  # a setting the base model's training family cannot use
+        raise
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    contract_acceptance,
 ]
+
+
+def contract_rejection(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    """`negative_data_rejection` for request bodies, the contract models' concern. Excluded: negated
+    query parameters and headers that the API ignores by design (an unknown query parameter is ignored,
+    as HTTP APIs do; a negated Authorization header is replaced by the tenant's real key)."""
+    try:
+        return negative_data_rejection(ctx, response, case)
+    except AcceptedNegativeData:
+        data = case.meta.phase.data if case.meta is not None else None
+        locations = {getattr(data, "parameter_location", None)}
+        locations |= {m.parameter_location for m in getattr(data, "mutations", ())}
+        if ParameterLocation.BODY in locations:
+            raise
+        return None
+
+
+NEGATIVE_CHECKS = [not_a_server_error, contract_rejection]
 
 
 @pytest.fixture
@@ -83,8 +172,13 @@ def with_real_ids(case: schemathesis.Case, reals: dict[str, list[str]], choice: 
                 params[name] = values[choice // 2 % len(values)]  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    ("mode", "checks"),
+    [(GenerationMode.POSITIVE, CHECKS), (GenerationMode.NEGATIVE, NEGATIVE_CHECKS)],
+    ids=["positive", "negative"],
+)
 def test_no_request_gets_a_500_or_an_undocumented_answer(
-    api: ApiClient, fuzz_tenant: TenantResources
+    api: ApiClient, fuzz_tenant: TenantResources, mode: GenerationMode, checks: list[Any]
 ) -> None:
     # given the app's own OpenAPI document, loaded over WSGI, and a valid key of a tenant with data
     schema = schemathesis.openapi.from_wsgi("/openapi.json", api.app)
@@ -96,10 +190,11 @@ def test_no_request_gets_a_500_or_an_undocumented_answer(
     reals = real_ids(fuzz_tenant)
     calls: list[int] = []
 
-    # when every operation is sent MAX_EXAMPLES generated requests (valid and invalid data)
+    # when every operation is sent MAX_EXAMPLES generated requests (valid data, or invalid data)
     for operation in operations:
+        strategy = operation.as_strategy(generation_mode=mode)
 
-        @given(case=operation.as_strategy(), real=st.integers(min_value=0, max_value=len(reals) * 2))
+        @given(case=strategy, real=st.integers(min_value=0, max_value=len(reals) * 2))
         @settings(
             max_examples=MAX_EXAMPLES,
             derandomize=True,
@@ -111,18 +206,21 @@ def test_no_request_gets_a_500_or_an_undocumented_answer(
         def run(case: schemathesis.Case, real: int) -> None:
             calls.append(1)
             with_real_ids(case, reals, real)
-            case.call_and_validate(headers=fuzz_tenant.headers, checks=CHECKS)
+            case.call_and_validate(headers=fuzz_tenant.headers, checks=checks)
 
         try:
             run()
         except (KeyboardInterrupt, SystemExit):
             raise
+        except Unsatisfiable:  # negative mode: the operation has nothing to negate (no parameters)
+            assert mode is GenerationMode.NEGATIVE, operation.label
         except BaseException as e:  # a failure group of this operation; all are reported together
             failures[operation.label] = f"{type(e).__name__}: {e}"[:3000]
 
-    # then none answered a 500 or anything the document does not describe
+    # then none answered a 500 or anything the document does not describe; valid data was accepted
+    # (or refused for a reason EXPECTED_REFUSALS documents) and invalid data refused
     assert not failures, "\n\n".join(f"{label}\n{text}" for label, text in failures.items())
-    assert len(calls) >= 10 * len(operations)
+    assert len(calls) >= (10 if mode is GenerationMode.POSITIVE else 5) * len(operations)
 
 
 HUGE_INT = "9" * 5000  # past Python's 4,300-digit int-string limit

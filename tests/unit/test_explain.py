@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy alias in transformers 5
 
-from inferq.api.job_specs import parse_model_job, parse_predict
+from inferq.api.job_specs import parse_evaluate, parse_predict
 from inferq.shared.errors import InvalidRequest
 from inferq.shared.records import dumps_line
 from inferq.worker import explain
@@ -275,7 +275,7 @@ def test_explain_is_refused_for_embeddings_and_evaluate_jobs() -> None:
     assert e.value.field == "params.explain" and e.value.code == "unsupported_param"
     evaluate = {**body("text-classification", explain=True), "type": "evaluate"}
     with pytest.raises(InvalidRequest) as e:
-        parse_model_job(evaluate, "evaluate", frozenset(evaluate), (), ("text-classification",))
+        parse_evaluate(evaluate)
     assert e.value.field == "params.explain"
     # explain: false changes nothing anywhere
     assert parse_predict(body("embedding", explain=False)).params == {"explain": False}

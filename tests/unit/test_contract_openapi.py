@@ -1,0 +1,107 @@
+"""`/openapi.json` is generated from the contract models: every body the validators accept is a valid
+`JobCreate` (train and evaluate too), and the document's limits are the validators' own constants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from inferq.api.contract import requests
+from inferq.api.contract.schemas import OBJECT_MODELS, REQUEST_MODELS
+from inferq.api.contract.validate import parse_job_body
+from inferq.api.openapi import openapi_document
+from inferq.shared.errors import InvalidRequest
+from inferq.shared.settings import MAX_RETENTION_DAYS
+
+BODIES: dict[str, dict[str, Any]] = {
+    "predict": {
+        "type": "predict",
+        "task": "text-classification",
+        "model": "sentiment:2",
+        "input_file": "file_01",
+        "params": {"top_k": 3, "explain": True, "precision": "fp32"},
+        "priority": 5,
+        "metadata": {"team": "search"},
+        "webhook_url": "https://hooks.example.com/inferq",
+        "completion_window": "90m",
+        "retention_days": 0,
+    },
+    "train": {
+        "type": "train",
+        "task": "image-classification",
+        "base_model": None,
+        "training_file": "file_02",
+        "validation_file": "file_03",
+        "model_name": "digits",
+        "hyperparameters": {"epochs": 5, "learning_rate": 0.001, "image_size": 28},
+    },
+    "evaluate": {
+        "type": "evaluate",
+        "task": "text-classification",
+        "model": "train:job_01",
+        "input_file": "file_04",
+        "completion_window": "7d",
+    },
+}
+
+
+def validator_of(component: str) -> Draft202012Validator:
+    document = openapi_document()
+    root = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}
+    return Draft202012Validator(root)
+
+
+@pytest.mark.parametrize("kind", list(BODIES))
+def test_every_job_type_is_a_valid_job_create(kind: str) -> None:
+    # given a body the server accepts (its own validator says so)
+    body = BODIES[kind]
+    assert parse_job_body(body).type == kind
+    # when it is checked against the document's JobCreate
+    errors = list(validator_of("JobCreate").iter_errors(body))
+    # then the document accepts it too
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**BODIES["predict"], "params": {"max_length": 9000}},
+        {**BODIES["predict"], "colour": "red"},
+        {**BODIES["train"], "model_name": "Bad Name"},
+        {**BODIES["train"], "hyperparameters": {"momentum": 0.9}},
+        {**BODIES["evaluate"], "task": "embedding"},
+        {**BODIES["evaluate"], "completion_window": "24 hours"},
+        {**BODIES["predict"], "type": "sorcery"},
+    ],
+)
+def test_what_the_document_refuses_the_validator_refuses(body: dict[str, Any]) -> None:
+    assert list(validator_of("JobCreate").iter_errors(body)) != []
+    with pytest.raises(InvalidRequest):
+        parse_job_body(body)
+
+
+def test_the_documents_limits_are_the_validators_constants() -> None:
+    # given the generated components
+    schemas = openapi_document()["components"]["schemas"]
+    predict = schemas["PredictJobCreate"]["properties"]
+
+    def non_null(prop: dict[str, Any]) -> dict[str, Any]:
+        return next(s for s in prop.get("anyOf", [prop]) if s.get("type") != "null")
+
+    # then metadata, windows, priorities and retention say what the validators check
+    metadata = non_null(predict["metadata"])
+    assert metadata["maxProperties"] == requests.MAX_METADATA_KEYS
+    assert metadata["additionalProperties"]["maxLength"] == requests.MAX_METADATA_VALUE_LENGTH
+    assert metadata["propertyNames"]["maxLength"] == requests.MAX_METADATA_KEY_LENGTH
+    assert non_null(predict["completion_window"])["pattern"] == requests.WINDOW_PATTERN
+    priority = non_null(predict["priority"])
+    assert (priority["minimum"], priority["maximum"]) == requests.PRIORITY_RANGE
+    assert non_null(predict["retention_days"])["maximum"] == MAX_RETENTION_DAYS
+    assert non_null(predict["webhook_url"])["maxLength"] == requests.MAX_URL_LENGTH
+    precision = non_null(schemas["PredictParams"]["properties"]["precision"])
+    assert tuple(precision["enum"]) == requests.PRECISIONS
+    assert schemas["RetryCreate"]["properties"]["only"]["enum"] == list(requests.RETRY_ONLY)
+    # and every model is a component of the document
+    assert set(REQUEST_MODELS) | set(OBJECT_MODELS) | {"JobCreate"} <= set(schemas)
