@@ -17,7 +17,7 @@ from inferq.api.context import current_settings, db
 from inferq.shared import jobs, queue
 from inferq.shared.errors import Conflict
 from inferq.shared.models import Job
-from inferq.shared.states import TERMINAL, JobStatus
+from inferq.shared.states import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def cancel(noun: str, public_id: str, find: Find, show: Show) -> dict[str, Any]:
 
 def _refuse_if_ended(session: Session, job: Job, noun: str, public_id: str) -> None:
     status = session.execute(select(Job.status).where(Job.id == job.id)).scalar_one()
-    if JobStatus(status) in TERMINAL:
+    if status in TERMINAL:
         raise Conflict(
             f"{noun} {public_id} is {status}; a finished {noun} cannot be cancelled",
             field=f"{noun}_id",

@@ -18,6 +18,7 @@ from inferq.api.contract.requests import (
 )
 from inferq.api.contract.validate import parse_job_body
 from inferq.shared.errors import InvalidRequest
+from inferq.shared.job_types import JobType
 from inferq.shared.tasks import IMAGE_CLASSIFICATION, TEXT_CLASSIFICATION
 
 # Tasks whose predict jobs can add explanations to each line (worker.explain).
@@ -63,7 +64,7 @@ def check_explain(params: dict[str, Any], kind: str, task: str) -> dict[str, Any
     their output is scored, not read); `false` is accepted anywhere it is accepted at all."""
     if not params.get("explain"):
         return params
-    if kind != "predict":
+    if kind != JobType.PREDICT:
         raise InvalidRequest(
             f"params.explain applies to predict jobs, not {kind} jobs",
             field="params.explain",
@@ -99,8 +100,8 @@ def parse_model_job(body: Any, kind: str) -> PredictSpec:
 
 
 def parse_predict(body: Any) -> PredictSpec:
-    return parse_model_job(body, "predict")
+    return parse_model_job(body, JobType.PREDICT)
 
 
 def parse_evaluate(body: Any) -> PredictSpec:
-    return parse_model_job(body, "evaluate")
+    return parse_model_job(body, JobType.EVALUATE)

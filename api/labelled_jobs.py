@@ -31,6 +31,7 @@ from inferq.shared import jobs, queue, registry
 from inferq.shared.db import session_scope
 from inferq.shared.errors import InvalidRequest, NotFound, Unprocessable
 from inferq.shared.ids import new_id
+from inferq.shared.job_types import JobType
 from inferq.shared.jobs import PartSpec
 from inferq.shared.model_limits import check_max_length
 from inferq.shared.models import File, Job, JobPart
@@ -137,7 +138,7 @@ def submit_train(spec: TrainSpec, body: dict[str, Any], idem_key: str | None) ->
             Job(
                 id=new_id("job"),
                 tenant_id=tenant,
-                type="train",
+                type=JobType.TRAIN,
                 task=spec.task,
                 model=model_ref,
                 model_version_id=base.version_id if base is not None else None,

@@ -153,9 +153,7 @@ def check_live_jobs(session: Session, tenant: str, settings: Settings) -> None:
         return
     session.execute(select(Tenant.id).where(Tenant.id == tenant).with_for_update())
     live = session.execute(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.tenant_id == tenant, Job.status.in_([s.value for s in LIVE]))
+        select(func.count()).select_from(Job).where(Job.tenant_id == tenant, Job.status.in_(LIVE))
     ).scalar_one()
     if live >= limit:
         raise QuotaExceeded(

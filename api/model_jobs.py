@@ -25,6 +25,7 @@ from inferq.api.webhook_targets import check_webhook_url
 from inferq.shared import queue
 from inferq.shared.errors import InvalidRequest, NotFound, Unprocessable
 from inferq.shared.ids import new_id
+from inferq.shared.job_types import JobType
 from inferq.shared.models import File, Job
 from inferq.shared.tasks import input_fields
 
@@ -59,7 +60,7 @@ def input_file_for(session: Session, spec: PredictSpec) -> File:
 
 
 def _file(session: Session, spec: PredictSpec) -> File:
-    if spec.type == "evaluate":
+    if spec.type == JobType.EVALUATE:
         return labelled_file(session, spec.input_file, spec.task, "input_file")
     return input_file_for(session, spec)
 

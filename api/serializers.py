@@ -129,10 +129,10 @@ def batch_object(job: Job, entered: dict[str, datetime]) -> dict[str, Any]:
     finished = unix_seconds(job.finished_at)
 
     def at_end(state: JobStatus) -> int | None:
-        return finished if status == state.value else None
+        return finished if status == state else None
 
     errors = None
-    if status == JobStatus.FAILED.value and job.error_code:
+    if status == JobStatus.FAILED and job.error_code:
         errors = {
             "object": "list",
             "data": [{"code": job.error_code, "message": job.error_message, "param": None, "line": None}],
@@ -152,11 +152,11 @@ def batch_object(job: Job, entered: dict[str, datetime]) -> dict[str, Any]:
         "created_at": unix_seconds(job.created_at),
         "in_progress_at": unix_seconds(job.started_at),
         "expires_at": unix_seconds(job.expires_at),
-        "finalizing_at": unix_seconds(entered.get(JobStatus.FINALIZING.value)),
+        "finalizing_at": unix_seconds(entered.get(JobStatus.FINALIZING)),
         "completed_at": at_end(JobStatus.SUCCEEDED),
         "failed_at": at_end(JobStatus.FAILED),
         "expired_at": at_end(JobStatus.EXPIRED),
-        "cancelling_at": unix_seconds(entered.get(JobStatus.CANCELLING.value)),
+        "cancelling_at": unix_seconds(entered.get(JobStatus.CANCELLING)),
         "cancelled_at": at_end(JobStatus.CANCELLED),
         "request_counts": {"total": job.total or 0, "completed": job.completed, "failed": job.failed},
         "metadata": job.metadata_ or {},

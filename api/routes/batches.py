@@ -42,7 +42,7 @@ bp = require_auth(Blueprint("batches", __name__, url_prefix="/v1/batches"))
 CREATE_ENDPOINT = "POST /v1/batches"
 DEFAULT_LIMIT = 20  # OpenAI's
 PROBE_BYTES = 1024 * 1024  # the head of the input read at submit for the models its requests ask for
-MARKED_STATES = (JobStatus.FINALIZING.value, JobStatus.CANCELLING.value)
+MARKED_STATES = (JobStatus.FINALIZING, JobStatus.CANCELLING)
 
 
 def _invalid(message: str, name: str | None, code: str) -> InvalidRequest:

@@ -28,6 +28,7 @@ from inferq.api.serializers import event_object, job_object
 from inferq.api.train_specs import TrainSpec
 from inferq.shared import keys, retention, throughput
 from inferq.shared.errors import Conflict, InvalidRequest, NotFound
+from inferq.shared.job_types import JobType
 from inferq.shared.models import File, Job, JobEvent
 from inferq.shared.states import TERMINAL, JobStatus
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 bp = require_auth(Blueprint("jobs", __name__, url_prefix="/v1/jobs"))
 
 FILTER_TYPES = JOB_TYPES  # ?type= filters by the job object's type
-LIVE_RATES = frozenset({JobStatus.RUNNING.value, JobStatus.FINALIZING.value, JobStatus.CANCELLING.value})
+LIVE_RATES = frozenset({JobStatus.RUNNING, JobStatus.FINALIZING, JobStatus.CANCELLING})
 # Built once: a poll runs it, and building the statement costs more than running its cached form.
 _TENANT_JOB = select(Job).where(Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id"))
 
@@ -57,7 +58,7 @@ def submit_job() -> tuple[dict[str, Any], int]:
     idem_key = None if dry else header_key()
     body = json_body()
     job_type = body.get("type") if isinstance(body, dict) else None
-    if dry and job_type in JOB_BODIES and job_type != "predict":  # before the rest of the body
+    if dry and job_type in JOB_BODIES and job_type != JobType.PREDICT:  # before the rest of the body
         raise InvalidRequest(
             f"dry_run applies to predict jobs, not {job_type}", field="dry_run", code="invalid_value"
         )
@@ -144,7 +145,7 @@ def list_jobs() -> dict[str, Any]:
 
 def _with_throughput(session: Session, job: Job) -> dict[str, Any]:
     """The job object; a job that is working gets its rates over the last minute and its ETA."""
-    working = job.status in LIVE_RATES and job.type != "train"
+    working = job.status in LIVE_RATES and job.type != JobType.TRAIN
     live = throughput.live_throughput(session, job) if working else None
     return job_object(job, live)
 
@@ -191,7 +192,7 @@ def delete_job(job_id: str) -> dict[str, Any]:
     with db() as session:
         job = get_job(session, job_id)
         session.refresh(job, with_for_update=True)
-        if JobStatus(job.status) not in TERMINAL:
+        if job.status not in TERMINAL:
             raise Conflict(
                 f"job {job_id} is {job.status}; cancel it, and delete it once it has ended",
                 field="job_id",
@@ -247,7 +248,7 @@ def _results_page(job_id: str) -> Response:
     limit = parse_limit(request.args.get("limit"), partial_results.DEFAULT_LIMIT, partial_results.MAX_LIMIT)
     with db() as session:
         job = get_job(session, job_id)
-        terminal = JobStatus(job.status) in TERMINAL
+        terminal = job.status in TERMINAL
         page = partial_results.read_page(session, current_storage(), job.id, at, limit)
     response = Response(b"".join(page.lines), status=200, content_type=CONTENT_TYPES["jsonl"])
     response.headers["X-Records"] = str(len(page.lines))

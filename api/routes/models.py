@@ -122,7 +122,7 @@ def delete_model_version(model: str) -> dict[str, Any]:
         if mv is None:
             raise _not_found(ref)
         in_use = session.execute(
-            select(exists().where(Job.model_version_id == mv.id, Job.status.in_([s.value for s in LIVE])))
+            select(exists().where(Job.model_version_id == mv.id, Job.status.in_(LIVE)))
         ).scalar_one()
         if in_use:
             raise Conflict(
