@@ -42,16 +42,17 @@ def plan_job(self: Any, job_id: str) -> None:
 
 
 @shared_task(name=TASK_RUN_PART, bind=True, max_retries=10, **TASK_OPTIONS)
-def run_part(self: Any, part_id: str) -> None:
-    """Run one part (the one fair share picks); what came of it is in its rows and its job's events,
-    and no one reads a task result (`ignore_result`)."""
+def run_part(self: Any, part_id: str) -> str:
+    """Run one part (the one fair share picks); what came of it is in its rows and its job's events.
+    No one reads a task result (`ignore_result`), but Celery logs what it returns: the outcome's value
+    (`'done'`, `'skipped'`…) ends the task's log line, which operators (and the chaos tests) read."""
     from inferq.worker.runner import run_part as run
 
     settings = get_settings()
     # The broker's copy of a message it delivered before (Redis: visibility timeout, a lost worker).
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
-        run(part_id, settings, fair=settings.fair_share, redelivered=redelivered)
+        return str(run(part_id, settings, fair=settings.fair_share, redelivered=redelivered))
     except TRANSIENT as e:
         raise self.retry(exc=e, countdown=_backoff(self.request.retries)) from e
 
