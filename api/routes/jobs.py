@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 from inferq.api import dry_run, merged_results, model_refs, partial_results, retry
 from inferq.api.auth import require_auth
 from inferq.api.context import current_settings, current_storage, db, plausible_id, read_db, tenant_id
+from inferq.api.http import CONTENT_TYPES, content_response
 from inferq.api.idempotency import header_key
 from inferq.api.job_rows import create_job_once, insert_job
 from inferq.api.job_specs import PredictSpec, check_job_type, parse_predict
@@ -20,7 +21,6 @@ from inferq.api.labelled_jobs import submit_evaluate, submit_train
 from inferq.api.limits import check_live_jobs
 from inferq.api.pagination import int_cursor, list_body, page_request, paginate, parse_limit
 from inferq.api.request_json import json_body
-from inferq.api.routes.files import CONTENT_TYPES, content_response
 from inferq.api.serializers import event_object, job_object
 from inferq.api.webhook_targets import check_webhook_url
 from inferq.shared import jobs, keys, queue, retention, throughput
