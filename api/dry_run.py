@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from inferq.shared import records as recs
 from inferq.shared.errors import Unprocessable
 from inferq.shared.models import Job, JobPart
-from inferq.shared.registry import ResolvedModel, builtin_path
+from inferq.shared.registry import ResolvedModel, builtin_files_path
 from inferq.shared.settings import Settings
 from inferq.shared.states import PartStatus
 from inferq.shared.storage import Storage
@@ -82,7 +82,7 @@ def empty_histogram() -> dict[str, int]:
 def _tokenizer_dir(model: ResolvedModel, storage: Storage, cache_dir: Path) -> Path:
     """A local folder with the model's tokenizer files only (the weights are never downloaded)."""
     if model.builtin:
-        return builtin_path(model.name)
+        return builtin_files_path(model.name)
     target = cache_dir / "tokenizers" / model.cache_key
     if (target / ".complete").exists():
         return target
