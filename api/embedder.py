@@ -4,8 +4,9 @@ The API never loads a model (no torch here): each request goes over HTTP to `inf
 (worker/embedder_server.py, where the why and the micro-batching are explained) at
 `INFERQ_EMBEDDINGS_URL`. `inferq up` starts one in the embedded default; a distributed deployment runs one
 or more next to the workers. No answer within `INFERQ_EMBEDDINGS_TIMEOUT_SECONDS` (connecting included)
-is a 503 `embedder_unavailable` with Retry-After; the embedder's own refusals (e.g. `input_too_long`)
-pass through with its status and code.
+is a 503 `embedder_unavailable` with Retry-After; the embedder's own answers in the error shape
+(`input_too_long`, or a 500 `internal_error` when the model fails, as before) pass through with its status
+and code.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from inferq.shared.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+UNAVAILABLE = "the embeddings service is unavailable; retry shortly (or use a job or a batch)"
 
 
 class EmbedderUnavailable(InferqError):
@@ -63,16 +65,14 @@ def embed(settings: Settings, model: ResolvedModel, texts: list[str]) -> Embeddi
         response = client.post(EMBED_PATH, content=payload, headers={"Content-Type": "application/json"})
     except httpx.HTTPError as e:
         log.warning("embedder at %s did not answer: %s", settings.embeddings_url, type(e).__name__)
-        raise EmbedderUnavailable(
-            "the embeddings service is unavailable; retry shortly (or use a job or a batch)"
-        ) from e
+        raise EmbedderUnavailable(UNAVAILABLE) from e
     if response.status_code == 200:
         body = orjson.loads(response.content)
         return Embeddings(vectors=body["vectors"], tokens=body["tokens"])
     error = _error_of(response)
-    if error is None or response.status_code >= 500:
-        log.warning("embedder at %s answered %d", settings.embeddings_url, response.status_code)
-        raise EmbedderUnavailable("the embeddings service failed; retry shortly (or use a job or a batch)")
+    if error is None:  # not the embedder (a proxy's 502, another server on that port)
+        log.warning("%s answered %d without an error body", settings.embeddings_url, response.status_code)
+        raise EmbedderUnavailable(UNAVAILABLE)
     raise InferqError(
         str(error.get("message") or error["code"]),
         field=error.get("field"),
