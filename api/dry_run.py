@@ -3,10 +3,12 @@
 The input file is read whole up to `MAX_WHOLE_BYTES`; a larger one is sampled (its first `SAMPLE_BYTES`,
 cut at a line end) and the counts are scaled to the file's record count (`sampled: true`). Records are
 parsed exactly as a worker parses a part (`shared.records.parse_part`) and tokenized with the model's own
-tokenizer (only the tokenizer is loaded). The compute estimate divides the tokens the model would see
-(truncated to its max length) by a throughput: the one measured in this tenant's earlier parts on the
-same model (tokens over forward seconds) when there are any, else `DEFAULT_TOKENS_PER_SECOND` (a CPU
-worker on one small encoder; image tasks use `DEFAULT_IMAGES_PER_SECOND`).
+tokenizer: only the tokenizer is loaded, through the `tokenizers` library (transformers would import
+torch, which the API never loads), from its `tokenizer.json`, else a WordPiece `vocab.txt`. The compute
+estimate divides the tokens the model would see (truncated to its max length) by a throughput: the one
+measured in this tenant's earlier parts on the same model (tokens over forward seconds) when there are
+any, else `DEFAULT_TOKENS_PER_SECOND` (a CPU worker on one small encoder; image tasks use
+`DEFAULT_IMAGES_PER_SECOND`).
 
 Estimated by bytes where tokenizing is not possible or too costly: a text longer than `TOKENIZE_CHARS` has
 its head tokenized and the count scaled to its length, and a file whose sample holds no whole record (one
@@ -17,6 +19,7 @@ per byte of its head. A non-empty text never counts 0 tokens.
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,15 +28,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inferq.shared import records as recs
+from inferq.shared.errors import Unprocessable
 from inferq.shared.models import Job, JobPart
-from inferq.shared.registry import ResolvedModel, builtin_path
+from inferq.shared.registry import ResolvedModel, builtin_files_path
 from inferq.shared.settings import Settings
 from inferq.shared.states import PartStatus
 from inferq.shared.storage import Storage
 from inferq.shared.tasks import IMAGE_CLASSIFICATION, input_fields
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from tokenizers import Tokenizer
 
 MAX_WHOLE_BYTES = 20 * 1024 * 1024
 SAMPLE_BYTES = 4 * 1024 * 1024
@@ -78,7 +82,7 @@ def empty_histogram() -> dict[str, int]:
 def _tokenizer_dir(model: ResolvedModel, storage: Storage, cache_dir: Path) -> Path:
     """A local folder with the model's tokenizer files only (the weights are never downloaded)."""
     if model.builtin:
-        return builtin_path(model.name)
+        return builtin_files_path(model.name)
     target = cache_dir / "tokenizers" / model.cache_key
     if (target / ".complete").exists():
         return target
@@ -97,10 +101,29 @@ def _tokenizer_dir(model: ResolvedModel, storage: Storage, cache_dir: Path) -> P
 
 
 @functools.lru_cache(maxsize=8)
-def _load_tokenizer(folder: str) -> PreTrainedTokenizerBase:
-    from transformers import AutoTokenizer
+def load_tokenizer(folder: str) -> Tokenizer:
+    """The model's tokenizer, without truncation or padding: its `tokenizer.json`, else a BERT WordPiece
+    tokenizer over its `vocab.txt` (lower-casing as its tokenizer_config.json says)."""
+    from tokenizers import Tokenizer
+    from tokenizers.implementations import BertWordPieceTokenizer
 
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    path = Path(folder)
+    if (path / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    elif (path / "vocab.txt").is_file():
+        config = path / "tokenizer_config.json"
+        lower = json.loads(config.read_text("utf-8")).get("do_lower_case", True) if config.is_file() else True
+        wordpiece = BertWordPieceTokenizer(str(path / "vocab.txt"), lowercase=bool(lower))
+        tokenizer = Tokenizer.from_str(wordpiece.to_str())
+    else:
+        raise Unprocessable(
+            "a dry run needs the model's tokenizer.json (or a WordPiece vocab.txt)",
+            field="model",
+            code="tokenizer_unsupported",
+        )
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
 
 
 def measured_tokens_per_second(session: Session, tenant_id: str, model_ref: str) -> float | None:
@@ -130,32 +153,32 @@ def _read(storage: Storage, key: str, size: int) -> tuple[bytes, bytes, bool]:
     return head[: head.rfind(b"\n") + 1], head, True
 
 
-def token_counts(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[int]:
+def token_counts(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
     """Tokens of each text with the model's special tokens; a text over TOKENIZE_CHARS is estimated from
     its head (scaled by its length), and a non-empty text counts at least 1."""
     if not texts:
         return []
     heads = [t[:TOKENIZE_CHARS] for t in texts]
-    special = tokenizer.num_special_tokens_to_add(pair=False)
+    special = tokenizer.num_special_tokens_to_add(False)
     counts: list[int] = []
-    for text, head, ids in zip(
-        texts, heads, tokenizer(heads, add_special_tokens=True, truncation=False)["input_ids"], strict=True
+    for text, head, encoding in zip(
+        texts, heads, tokenizer.encode_batch(heads, add_special_tokens=True), strict=True
     ):
-        n = len(ids)
+        n = len(encoding.ids)
         if len(head) < len(text):
             n = special + round((n - special) * len(text) / len(head))
         counts.append(max(n, 1) if text else n)
     return counts
 
 
-def _by_bytes(tokenizer: PreTrainedTokenizerBase, head: bytes, file_bytes: int, records: int) -> list[int]:
+def _by_bytes(tokenizer: Tokenizer, head: bytes, file_bytes: int, records: int) -> list[int]:
     """Token counts of a file's `records` records when none fits the sample: records of equal size, at the
     tokens per byte of the head."""
     if records <= 0:
         return []
     sample = head[:TOKENIZE_CHARS].decode("utf-8", "ignore")  # a character cut in two is dropped
-    per_byte = len(tokenizer(sample, add_special_tokens=False)["input_ids"]) / max(len(sample.encode()), 1)
-    special = tokenizer.num_special_tokens_to_add(pair=False)
+    per_byte = len(tokenizer.encode(sample, add_special_tokens=False).ids) / max(len(sample.encode()), 1)
+    special = tokenizer.num_special_tokens_to_add(False)
     return [max(1, special + round(per_byte * file_bytes / records))] * records
 
 
@@ -193,7 +216,7 @@ def dry_run(
         throughput = {"images_per_second": DEFAULT_IMAGES_PER_SECOND, "source": "default"}
         seconds = len(good) / DEFAULT_IMAGES_PER_SECOND
     else:
-        tokenizer = _load_tokenizer(str(_tokenizer_dir(model, storage, settings.model_cache_dir)))
+        tokenizer = load_tokenizer(str(_tokenizer_dir(model, storage, settings.model_cache_dir)))
         if sampled and not seen:  # not one whole record in the sample: estimate every record by bytes
             counts, sample_bytes = _by_bytes(tokenizer, head, file_bytes, file_records), len(head)
         else:

@@ -1,32 +1,39 @@
-"""Synchronous embeddings in the API process: the workers' predictor code, loaded lazily once per process.
+"""Synchronous embeddings for `POST /v1/embeddings`, forwarded to the embedder process.
 
-The model runs on the CPU (the GPUs belong to the workers) through the same `run_predictions` loop as a
-job's part, so a text gets the same vector here as in a job. One request runs at a time per process:
-predictors are not shared between threads, and these requests are meant to be small.
+The API never loads a model (no torch here): each request goes over HTTP to `inferq serve-embeddings`
+(worker/embedder_server.py, where the why and the micro-batching are explained) at
+`INFERQ_EMBEDDINGS_URL`. `inferq up` starts one in the embedded default; a distributed deployment runs one
+or more next to the workers. No answer within `INFERQ_EMBEDDINGS_TIMEOUT_SECONDS` (connecting included)
+is a 503 `embedder_unavailable` with Retry-After; the embedder's own answers in the error shape
+(`input_too_long`, or a 500 `internal_error` when the model fails, as before) pass through with its status
+and code.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import orjson
 
-from inferq.shared.errors import InvalidRequest
+from inferq.shared.embedder_protocol import EMBED_PATH, model_to_wire
+from inferq.shared.errors import InferqError
 from inferq.shared.registry import ResolvedModel
 from inferq.shared.settings import Settings
-from inferq.shared.storage import Storage
-from inferq.shared.tasks import EMBEDDING
-from inferq.worker.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
 
-DEVICE = "cpu"
-MAX_INPUT_TOKENS = 8192
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE = "the embeddings service is unavailable; retry shortly (or use a job or a batch)"
 
-_lock = threading.Lock()
-_cache: ModelCache | None = None
+
+class EmbedderUnavailable(InferqError):
+    status = 503
+    code = "embedder_unavailable"
+    retry_after = RETRY_AFTER_SECONDS
 
 
 @dataclass(frozen=True)
@@ -35,52 +42,40 @@ class Embeddings:
     tokens: list[int]  # tokens the model read of each text (after truncation to its max_length)
 
 
-def _model_cache(settings: Settings) -> ModelCache:
-    global _cache
-    if _cache is None:
-        import torch
-
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
-        _cache = ModelCache(settings.model_cache_size)
-    return _cache
+@functools.lru_cache(maxsize=4)
+def _http(base_url: str, timeout: float) -> httpx.Client:
+    """One pooled client per embedder URL and process (httpx clients are thread-safe)."""
+    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout), trust_env=False)
 
 
-def _check_lengths(tokenizer: object, texts: list[str]) -> None:
-    """Refuse a text of more than MAX_INPUT_TOKENS tokens, as OpenAI does. A text of at most that many
-    UTF-8 bytes cannot have more tokens, so only longer ones are tokenized for the check."""
-    for i, text in enumerate(texts):
-        if len(text.encode("utf-8")) <= MAX_INPUT_TOKENS:
-            continue
-        ids = tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]  # type: ignore[operator]
-        if len(ids) > MAX_INPUT_TOKENS:
-            raise InvalidRequest(
-                f"input[{i}] has {len(ids)} tokens; at most {MAX_INPUT_TOKENS} are accepted",
-                field="input",
-                code="input_too_long",
-            )
+def _error_of(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) and isinstance(error.get("code"), str) else None
 
 
-def embed(settings: Settings, storage: Storage, model: ResolvedModel, texts: list[str]) -> Embeddings:
-    from inferq.worker.inference import batching_for, run_predictions
-
-    with _lock:
-        predictor = _model_cache(settings).get(model, EMBEDDING, storage, settings.model_cache_dir, DEVICE)
-        _check_lengths(getattr(predictor, "tokenizer", None), texts)
-        batch_tokens, max_batch_size = batching_for(
-            predictor.device, settings.batch_tokens, settings.max_batch_size
-        )
-        result = run_predictions(
-            predictor,
-            texts,
-            {},
-            batch_tokens=batch_tokens,
-            max_batch_size=max_batch_size,
-        )
-    log.debug("embedded %d texts with %s: %s", len(texts), model.ref, result.stats)
-    # Workers write numpy rows straight to JSON lines; here the HTTP answer needs lists (through orjson's
-    # float32 writer, so the values are the same shortest decimals as in a job's output).
-    vectors: list[list[float]] = orjson.loads(
-        orjson.dumps([out["embedding"] for out in result.outputs], option=orjson.OPT_SERIALIZE_NUMPY)
+def embed(settings: Settings, model: ResolvedModel, texts: list[str]) -> Embeddings:
+    """The vectors and token counts of `texts`, from the embedder; InferqError for what it refuses."""
+    client = _http(settings.embeddings_url, float(settings.embeddings_timeout_seconds))
+    payload = orjson.dumps({"model": model_to_wire(model), "inputs": texts})
+    try:
+        response = client.post(EMBED_PATH, content=payload, headers={"Content-Type": "application/json"})
+    except httpx.HTTPError as e:
+        log.warning("embedder at %s did not answer: %s", settings.embeddings_url, type(e).__name__)
+        raise EmbedderUnavailable(UNAVAILABLE) from e
+    if response.status_code == 200:
+        body = orjson.loads(response.content)
+        return Embeddings(vectors=body["vectors"], tokens=body["tokens"])
+    error = _error_of(response)
+    if error is None:  # not the embedder (a proxy's 502, another server on that port)
+        log.warning("%s answered %d without an error body", settings.embeddings_url, response.status_code)
+        raise EmbedderUnavailable(UNAVAILABLE)
+    raise InferqError(
+        str(error.get("message") or error["code"]),
+        field=error.get("field"),
+        code=error["code"],
+        status=response.status_code,
     )
-    return Embeddings(vectors=vectors, tokens=result.tokens)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from inferq.api.routes.files import CONTENT_TYPES, StoredBytes
+from inferq.api.http import CONTENT_TYPES, StoredBytes
 from inferq.shared import keys
 from inferq.shared.errors import Conflict, InvalidRequest
 from inferq.shared.models import File, Job, JobPart

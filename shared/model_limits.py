@@ -118,9 +118,9 @@ def read_limits(folder: Path) -> TokenLimits:
 
 @functools.lru_cache(maxsize=8)
 def _builtin_limits(name: str) -> TokenLimits:
-    from inferq.shared.registry import builtin_path
+    from inferq.shared.registry import builtin_files_path
 
-    return read_limits(builtin_path(name))
+    return read_limits(builtin_files_path(name))
 
 
 def limits_of(model: ResolvedModel) -> TokenLimits:

@@ -71,7 +71,21 @@ BUILTINS: dict[str, ResolvedModel] = {
 
 
 def builtin_path(name: str) -> Path:
+    """The built-in model's whole folder, weights included (its package is in the `worker` extra)."""
     return BUILTIN_PATHS[name]()
+
+
+# What the API reads of a built-in model (config and tokenizer, no weights), kept in this package so that
+# the `server` extra needs neither the model's package nor the torch it depends on. A test checks these
+# files are the model package's own.
+BUILTIN_FILES = Path(__file__).resolve().parent / "builtin_files"
+
+
+def builtin_files_path(name: str) -> Path:
+    """A folder with the built-in model's config.json and tokenizer files (no weights)."""
+    if name not in BUILTINS:
+        raise KeyError(name)
+    return BUILTIN_FILES / name
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:

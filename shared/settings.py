@@ -70,6 +70,14 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return (env.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    """An http(s)://host:port base URL, without a trailing slash."""
+    raw = (env.get(name) or "").strip() or default
+    if not re.fullmatch(r"https?://[^/\s:]+(:\d{1,5})?/?", raw):
+        raise SettingsError(f"{name} must be http://host:port, got {raw!r}")
+    return raw.rstrip("/")
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """CIDRs separated by commas or spaces (``127.0.0.1/32, 10.20.0.0/16``); unset = none."""
     raw = env.get(name) or ""
@@ -122,6 +130,10 @@ class Settings:
     model_cache_size: int = 4
     # Threads for torch in a worker process (0 = torch's default)
     torch_threads: int = 0
+    # The embedder (`inferq serve-embeddings`, worker/embedder_server.py) that answers POST /v1/embeddings
+    # for the API, and how long the API waits for its answer before a 503 (connecting included).
+    embeddings_url: str = "http://127.0.0.1:8001"
+    embeddings_timeout_seconds: int = 30
     log_json: bool = False
     # Webhooks: attempts per delivery, first retry delay (doubling, capped at an hour), total seconds of
     # one attempt (DNS, connect, TLS, request and the whole answer), delivery threads per worker process;
@@ -178,6 +190,8 @@ class Settings:
             model_cache_dir=Path(env.get("INFERQ_MODEL_CACHE_DIR") or data_dir / "models").resolve(),
             model_cache_size=_int(env, "INFERQ_MODEL_CACHE_SIZE", 4, 1),
             torch_threads=_int(env, "INFERQ_TORCH_THREADS", 0, 0),
+            embeddings_url=_http_url(env, "INFERQ_EMBEDDINGS_URL", "http://127.0.0.1:8001"),
+            embeddings_timeout_seconds=_int(env, "INFERQ_EMBEDDINGS_TIMEOUT_SECONDS", 30, 1),
             log_json=(env.get("INFERQ_LOG_JSON", "") or "").lower() in ("1", "true", "yes"),
             webhook_max_attempts=_int(env, "INFERQ_WEBHOOK_MAX_ATTEMPTS", 8, 1),
             webhook_backoff_seconds=_int(env, "INFERQ_WEBHOOK_BACKOFF_SECONDS", 10, 1),

@@ -79,6 +79,7 @@ from inferq.shared.migrate import upgrade
 from inferq.shared.settings import Settings, get_settings, reset_settings_cache
 from inferq.shared.storage import S3Storage, get_storage
 from tests.helpers.api_client import ApiClient
+from tests.helpers.embedder import running_embedder
 from tests.helpers.ports import free_port
 from tests.helpers.services import (
     delete_all_rows,
@@ -270,6 +271,14 @@ def worker_settings(make_worker_settings: Callable[..., Settings]) -> Settings:
     """Worker settings with parts of 30 records and quick leases. A test module that needs other values
     overrides this fixture: ``return make_worker_settings(INFERQ_PART_RECORDS="4")``."""
     return make_worker_settings(INFERQ_PART_RECORDS="30", **QUICK_LEASES)
+
+
+@pytest.fixture
+def embedder_settings(worker_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """`worker_settings` whose `embeddings_url` is a real `inferq serve-embeddings` process (its log:
+    tmp_path/embedder.log), stopped after the test."""
+    with running_embedder(worker_settings, tmp_path / "embedder.log") as url:
+        yield worker_settings.with_overrides(embeddings_url=url)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """`POST /v1/embeddings`: OpenAI's embeddings endpoint, answered at once for small inputs.
 
 For large inputs use a job or a batch: this endpoint takes at most `MAX_INPUTS` texts of at most
-8192 tokens each, and runs them in the API process (`api.embedder`).
+8192 tokens each, and forwards them to the embedder process (`api.embedder`), which batches them
+with whatever other requests wait and answers within `INFERQ_EMBEDDINGS_TIMEOUT_SECONDS` (else 503).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from flask import Blueprint
 
 from inferq.api import embedder
 from inferq.api.auth import require_auth
-from inferq.api.context import current_settings, current_storage, db, tenant_id
+from inferq.api.context import current_settings, db, tenant_id
 from inferq.api.request_json import json_body
 from inferq.shared import registry
 from inferq.shared.errors import InferqError
@@ -37,5 +38,5 @@ def create_embeddings() -> dict[str, Any]:
         check_dimensions(req, model.config.get("dimensions"), model.ref)
     except RequestError as e:
         raise InferqError(e.message, field=e.param, code=e.code, status=e.status) from e
-    result = embedder.embed(current_settings(), current_storage(), model, req.inputs)
+    result = embedder.embed(current_settings(), model, req.inputs)
     return response_body(req.model, result.vectors, result.tokens, req.encoding_format)

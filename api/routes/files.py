@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import IO, Any, cast
 
-from flask import Blueprint, Response, redirect, request
+from flask import Blueprint, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
@@ -14,6 +13,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from inferq.api.auth import require_auth
 from inferq.api.context import current_settings, current_storage, db, plausible_id, tenant_id
 from inferq.api.contract.objects import PURPOSES, UPLOAD_PURPOSES
+from inferq.api.http import content_response
 from inferq.api.idempotency import Idempotency, create_once, header_key, request_hash
 from inferq.api.pagination import list_body, page_request, paginate
 from inferq.api.serializers import file_object
@@ -33,12 +33,6 @@ bp = require_auth(Blueprint("files", __name__, url_prefix="/v1/files"))
 FORM_FIELDS = ("purpose", "retention_days")
 HEAD_BYTES = 64 * 1024
 UPLOAD_ENDPOINT = "POST /v1/files"
-
-CONTENT_TYPES = {
-    "jsonl": "application/jsonl; charset=utf-8",
-    "csv": "text/csv; charset=utf-8",
-    "parquet": "application/vnd.apache.parquet",
-}
 
 
 def check_purpose(value: str | None) -> str:
@@ -99,44 +93,6 @@ def get_file(session: Session, file_id: str, *, for_update: bool = False) -> Fil
     if f is None:
         raise NotFound(f"file {file_id!r} does not exist", field="file_id", code="file_not_found")
     return f
-
-
-class StoredBytes:
-    """A response body streamed from storage; the first chunk is read before the headers are sent
-    so that a storage failure still becomes a proper error response."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._first = next(chunks, b"")
-
-    def __iter__(self) -> Iterator[bytes]:
-        if self._first:
-            yield self._first
-        yield from self._chunks
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-
-
-def content_response(f: File) -> BaseResponse:
-    """The file's bytes with its content type; `?redirect=true` on S3 answers 302 to a presigned URL."""
-    storage = current_storage()
-    raw = request.args.get("redirect", "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise InvalidRequest("redirect must be true or false", field="redirect", code="invalid_value")
-    if raw in ("true", "1"):
-        url = storage.presigned_url(f.storage_key, expires=300)
-        if url is not None:
-            return redirect(url, code=302)
-    body = StoredBytes(storage.iter_bytes(f.storage_key))
-    response = Response(
-        body, status=200, content_type=CONTENT_TYPES.get(f.format, "application/octet-stream")
-    )
-    response.content_length = f.bytes
-    response.headers["X-Content-SHA256"] = f.sha256
-    return response
 
 
 @bp.post("")

@@ -17,13 +17,13 @@ from inferq.api.context import current_settings, current_storage, db, plausible_
 from inferq.api.contract.objects import JOB_TYPES
 from inferq.api.contract.requests import JOB_BODIES, EvaluateJobCreate, PredictJobCreate, TrainJobCreate
 from inferq.api.contract.validate import parse_job_body
+from inferq.api.http import CONTENT_TYPES, content_response
 from inferq.api.idempotency import header_key
 from inferq.api.job_specs import PredictSpec, model_job_spec
 from inferq.api.labelled_jobs import submit_train
 from inferq.api.model_jobs import input_file_for, submit_model_job
 from inferq.api.pagination import int_cursor, list_body, page_request, paginate, parse_limit
 from inferq.api.request_json import json_body
-from inferq.api.routes.files import CONTENT_TYPES, content_response
 from inferq.api.serializers import event_object, job_object
 from inferq.api.train_specs import TrainSpec
 from inferq.shared import keys, retention, throughput

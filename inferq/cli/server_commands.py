@@ -1,4 +1,4 @@
-"""Server commands of the CLI: up, serve, worker, db upgrade, keys, models import.
+"""Server commands of the CLI: up, serve, serve-embeddings, worker, db upgrade, keys, models import.
 
 They need the service's libraries (`pip install 'inferq[server]'`, or `[worker]` for the workers); the bare
 install has only the client half, and these commands then say which extra to install.
@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -160,6 +161,26 @@ def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     )
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+@click.command("serve-embeddings")
+@click.option("--host", default=None, help="Default: the host of INFERQ_EMBEDDINGS_URL.")
+@click.option("--port", default=None, type=int, help="Default: the port of INFERQ_EMBEDDINGS_URL.")
+@click.option("--threads", default=16, show_default=True, type=int, help="Requests waiting at once.")
+def serve_embeddings(host: str | None, port: int | None, threads: int) -> None:
+    """Run the embedder that answers the API's POST /v1/embeddings (models loaded here, not in the API)."""
+    from inferq.worker.embedder_server import serve as serve_embedder
+
+    _settings_or_exit()
+    _setup_logging()
+    settings = get_settings()
+    default_host, default_port = _host_port(settings.embeddings_url)
+    serve_embedder(settings, host or default_host, port or default_port, threads)
+
+
 @click.command("worker")
 @click.option("--gpus", default="all", show_default=True, help="all | none | comma-separated GPU ids.")
 @click.option("--queues", default="control,inference,training", show_default=True)
@@ -201,8 +222,14 @@ def worker(gpus: str, queues: str, name: str | None, concurrency: int, beat: boo
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="CPU/GPU worker processes.")
-def up(host: str, port: int, workers: int) -> None:
-    """Run the API and workers together in the foreground (Ctrl-C stops all)."""
+@click.option(
+    "--embeddings-port",
+    default=None,
+    type=int,
+    help="The embedder's port (default: INFERQ_EMBEDDINGS_URL's if set, else --port + 1).",
+)
+def up(host: str, port: int, workers: int, embeddings_port: int | None) -> None:
+    """Run the API, the embedder and workers together in the foreground (Ctrl-C stops all)."""
     from inferq.shared.migrate import upgrade
     from inferq.worker.launcher import Supervisor
 
@@ -214,9 +241,12 @@ def up(host: str, port: int, workers: int) -> None:
     env.setdefault("INFERQ_DATA_DIR", str(settings.data_dir))
     if "INFERQ_TORCH_THREADS" not in env:
         env["INFERQ_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    if embeddings_port is not None or "INFERQ_EMBEDDINGS_URL" not in env:
+        env["INFERQ_EMBEDDINGS_URL"] = f"http://127.0.0.1:{embeddings_port or port + 1}"
     base = [sys.executable, "-m", "inferq.cli"]
     commands: list[tuple[list[str], dict[str, str]]] = [
-        ([*base, "serve", "--host", host, "--port", str(port)], env)
+        ([*base, "serve", "--host", host, "--port", str(port)], env),
+        ([*base, "serve-embeddings"], env),
     ]
     for i in range(workers):
         cmd = [
@@ -234,6 +264,7 @@ def up(host: str, port: int, workers: int) -> None:
         commands.append((cmd, {**env, "INFERQ_WORKER_INDEX": str(i)}))
     click.echo(
         f"inferq up: API on http://{host}:{port}, {workers} worker(s), data in {settings.data_dir}\n"
+        f"  embedder {env['INFERQ_EMBEDDINGS_URL']}\n"
         f"  database {settings.database_url}\n  broker   {settings.broker_url}\n"
         f"  storage  {settings.storage_url}\n"
         "  create a key: inferq keys create --tenant NAME    (Ctrl-C stops everything)",
@@ -264,7 +295,7 @@ def needs_extra(extra: str, command: click.Command) -> None:
 
 EXTRAS: list[tuple[str, Callable[[], list[click.Command]]]] = [
     ("server", lambda: [*db_group.commands.values(), *keys_group.commands.values(), serve]),
-    ("worker", lambda: [models_group.commands["import"], worker, up]),
+    ("worker", lambda: [models_group.commands["import"], worker, serve_embeddings, up]),
 ]
 
 
@@ -272,5 +303,5 @@ def register_server_commands(group: click.Group) -> None:
     for extra, commands in EXTRAS:
         for command in commands():
             needs_extra(extra, command)
-    for command in (db_group, keys_group, models_group, serve, worker, up):
+    for command in (db_group, keys_group, models_group, serve, serve_embeddings, worker, up):
         group.add_command(command)

@@ -1,4 +1,5 @@
-"""The whole service as separate processes: `inferq serve` + two `inferq worker` on Postgres, Redis, S3."""
+"""The whole service as separate processes: `inferq serve`, `inferq serve-embeddings` and two
+`inferq worker` on Postgres, Redis, S3."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def test_embedding_job_through_serve_and_two_workers(
         "INFERQ_TORCH_THREADS": "1",
     }
     key = processes.run(["keys", "create", "--tenant", "e2e-distributed"], env).strip()
+    env["INFERQ_EMBEDDINGS_URL"] = f"http://127.0.0.1:{free_port()}"
     processes.start("serve", ["serve", "--port", str(port)], env)
+    processes.start("embedder", ["serve-embeddings"], env)
     for i in range(2):
         processes.start(f"worker{i}", ["worker", "--gpus", "none", "--name", f"w{i}@e2e"], env)
     for i in range(2):
@@ -66,3 +69,7 @@ def test_embedding_job_through_serve_and_two_workers(
     started = [e for e in client.events(job.id) if e["kind"] == "part_started"]
     assert len(started) >= final.progress.total // 40
     assert all(e["data"].get("worker") for e in started)
+    # and: synchronous embeddings come from the embedder process, with the job's vectors
+    processes.wait_for_log("embedder", "inferq embedder on")
+    sync = np.array(client.embed([t[1] for t in texts[:3]]), dtype=np.float32)
+    assert float((sync * want[:3]).sum(axis=1).min()) >= 0.9999

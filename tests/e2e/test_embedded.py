@@ -45,3 +45,6 @@ def test_inferq_up_runs_an_embedding_job_with_no_servers(processes: Processes, t
     # and: the storage folder holds the objects under the tenant prefix only
     storage_root = tmp_path / "data" / "storage"
     assert all(p.relative_to(storage_root).parts[0] == "t" for p in storage_root.rglob("*") if p.is_file())
+    # and: synchronous embeddings are served too, by the embedder `inferq up` started (not the API)
+    sync = np.array(client.embed([t[1] for t in texts[:3]]), dtype=np.float32)
+    assert float((sync * want[:3]).sum(axis=1).min()) >= 0.9999

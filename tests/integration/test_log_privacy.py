@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,10 +63,10 @@ def leaks(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_no_log_line_holds_record_contents(
-    worker_settings: Settings, caplog: pytest.LogCaptureFixture
+    worker_settings: Settings, embedder_settings: Settings, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.DEBUG)  # the root logger: every library logger under it too
-    client, headers = tenant_http(worker_settings, "logs")
+    client, headers = tenant_http(embedder_settings, "logs")  # its embeddings go to a real embedder
 
     # given: an upload whose records carry the sentinel
     r = client.post(
@@ -98,6 +99,8 @@ def test_no_log_line_holds_record_contents(
     # and: plenty was logged, none of it the records' contents
     assert len(caplog.records) > 50
     assert leaks(caplog) == []
+    # and: neither did the embedder process log them
+    assert SENTINEL not in (tmp_path / "embedder.log").read_text(errors="replace")
 
 
 def wait_terminal(client: Any, headers: dict[str, str], job_id: str, timeout: float = 180) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,11 @@ BATCH_TERMINAL = {"completed", "failed", "cancelled", "expired"}
 # `worker_settings` (parts of 30 records) and `celery_worker` are the shared ones of tests/conftest.py.
 
 
-@pytest.fixture
-def server(worker_settings: Settings) -> Iterator[str]:
-    """The API served by waitress in a thread: its base URL."""
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The API on `settings` served by waitress in a thread: its base URL."""
     port = free_port()
-    srv = create_server(create_app(worker_settings), host="127.0.0.1", port=port, threads=4)
+    srv = create_server(create_app(settings), host="127.0.0.1", port=port, threads=4)
     thread = threading.Thread(target=srv.run, name="waitress", daemon=True)
     thread.start()
     try:
@@ -46,6 +47,20 @@ def server(worker_settings: Settings) -> Iterator[str]:
         srv.task_dispatcher.shutdown()
         wasyncore.close_all(srv._map)  # type: ignore[union-attr]  # the loop ends once its map is empty
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(worker_settings: Settings) -> Iterator[str]:
+    """The API served by waitress in a thread: its base URL."""
+    with serving(worker_settings) as url:
+        yield url
+
+
+@pytest.fixture
+def embeddings_server(embedder_settings: Settings) -> Iterator[str]:
+    """`server` forwarding POST /v1/embeddings to a real embedder process."""
+    with serving(embedder_settings) as url:
+        yield url
 
 
 def sdk(server: str, settings: Settings, tenant: str) -> openai.OpenAI:
@@ -271,9 +286,10 @@ def test_a_batch_is_refused_at_submit_when_it_cannot_run(
 
 
 def test_embeddings_answer_at_once_with_the_vectors_of_the_job_path(
-    server: str, worker_settings: Settings
+    embeddings_server: str, embedder_settings: Settings
 ) -> None:
-    client = sdk(server, worker_settings, "acme")
+    server = embeddings_server
+    client = sdk(server, embedder_settings, "acme")
     texts = real_sentences(3)
     want = reference_embeddings(texts)
     # when: one string (the SDK asks base64 and decodes it), then a list as floats, then base64 asked for

@@ -67,3 +67,14 @@ def test_the_stack_has_its_migration_step_beat_flower_and_a_bucket() -> None:
     assert "--beat" in services["beat"]["command"]
     assert "flower" in services["flower"]["command"]
     assert "mc mb" in " ".join(services["create-bucket"]["command"])
+
+
+def test_the_api_sends_embeddings_to_the_embedder_service() -> None:
+    # given: the services and the environment they share
+    services = load()["services"]
+    url = services["api"]["environment"]["INFERQ_EMBEDDINGS_URL"]
+    command = services["embedder"]["command"]
+    # then: the embedder service runs `inferq serve-embeddings` on the host and port the API names
+    assert command[:2] == ["inferq", "serve-embeddings"]
+    port = command[command.index("--port") + 1]
+    assert url == f"http://embedder:{port}" and command[command.index("--host") + 1] == "0.0.0.0"
