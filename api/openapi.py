@@ -23,7 +23,6 @@ from inferq.api.contract import objects, requests
 from inferq.api.contract.schemas import model_schemas
 from inferq.api.idempotency import MAX_KEY_LENGTH
 from inferq.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from inferq.api.routes.embeddings import MAX_INPUTS
 from inferq.shared.openai_embeddings import ENCODING_FORMATS, MAX_DIMENSIONS, MAX_MODEL_CHARS
 from inferq.shared.states import JobStatus
 
@@ -63,7 +62,12 @@ RETENTION_DAYS: Schema = TypeAdapter[Any](requests.RetentionDays).json_schema()
 EMBEDDINGS_INPUT: Schema = {
     "oneOf": [
         {"type": "string", "minLength": 1},
-        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_INPUTS},
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "minItems": 1,
+            "maxItems": requests.MAX_EMBEDDING_INPUTS,
+        },
     ],
     "description": "text, or a list of texts (token arrays are refused)",
 }

@@ -49,6 +49,7 @@ WINDOW_PATTERN = r"^([0-9]{1,7})([smhd])$"
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 WINDOW_RANGE = (60, 30 * 86400)
 PRIORITY_RANGE = (0, 9)
+MAX_EMBEDDING_INPUTS = 256  # texts in one synchronous POST /v1/embeddings (larger: a job or a batch)
 
 # Set by the server, never by a client: 400 forbidden_field (not unknown_field) on every creating body.
 SERVER_FIELDS = frozenset(
