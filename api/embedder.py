@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
+from inferq.api.contract.errors import ErrorCode
 from inferq.shared.embedder_protocol import EMBED_PATH, model_to_wire
 from inferq.shared.errors import InferqError
 from inferq.shared.registry import ResolvedModel
@@ -32,7 +33,7 @@ UNAVAILABLE = "the embeddings service is unavailable; retry shortly (or use a jo
 
 class EmbedderUnavailable(InferqError):
     status = 503
-    code = "embedder_unavailable"
+    code = ErrorCode.EMBEDDER_UNAVAILABLE.value
     retry_after = RETRY_AFTER_SECONDS
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from inferq.api.contract import objects, requests
+from inferq.api.contract.errors import ErrorCode
 from inferq.api.contract.schemas import model_schemas
 from inferq.api.idempotency import MAX_KEY_LENGTH
 from inferq.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -308,7 +309,8 @@ def _op(
     if body is not None:
         op["requestBody"] = body
     if auth:
-        op["responses"].update(COMMON_ERRORS)
+        for status, response in COMMON_ERRORS.items():  # an operation's own answer for a status wins
+            op["responses"].setdefault(status, response)
     else:
         op["security"] = []
     return op
@@ -706,6 +708,20 @@ def _paths() -> dict[str, Any]:
                     ),
                     "404": _error("model_not_found"),
                     "413": _error("too_many_inputs (over 256), request_too_large (over 1 MiB)"),
+                    "503": {
+                        **_error(
+                            f"{ErrorCode.EMBEDDER_UNAVAILABLE.value}: the embedder process did not answer "
+                            "within INFERQ_EMBEDDINGS_TIMEOUT_SECONDS (Retry-After says when to try again); "
+                            "also database unavailable"
+                        ),
+                        "headers": {
+                            "Retry-After": {
+                                **RETRY_AFTER["Retry-After"],
+                                "required": False,
+                                "description": "seconds to wait (sent with embedder_unavailable)",
+                            }
+                        },
+                    },
                 },
                 tag="openai",
                 description=(

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class ErrorCode(str, Enum):
-    """The codes a body's own content can be refused with (400), before anything needs the database."""
+    """The codes a body's own content can be refused with (400), before anything needs the database, and
+    the contract's other declared codes (below the 400s)."""
 
     INVALID_JSON = "invalid_json"  # not a JSON object at all
     UNKNOWN_FIELD = "unknown_field"
@@ -34,6 +35,9 @@ class ErrorCode(str, Enum):
     UNSUPPORTED_PARAM = "unsupported_param"
     UNSUPPORTED_OUTPUT_FORMAT = "unsupported_output_format"
     UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
+    # Not a body's fault: 503 (with Retry-After) when the embedder process of POST /v1/embeddings does not
+    # answer in time; api.embedder raises it, /openapi.json documents it.
+    EMBEDDER_UNAVAILABLE = "embedder_unavailable"
 
 
 # pydantic error types → our code; any other type ending in `_type` is `invalid_type`, the rest

@@ -9,8 +9,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from inferq.api.contract import requests
+from inferq.api.contract.errors import ErrorCode
 from inferq.api.contract.schemas import OBJECT_MODELS, REQUEST_MODELS
 from inferq.api.contract.validate import parse_job_body
+from inferq.api.embedder import EmbedderUnavailable
 from inferq.api.openapi import openapi_document
 from inferq.shared.errors import InvalidRequest
 from inferq.shared.settings import MAX_RETENTION_DAYS
@@ -105,3 +107,13 @@ def test_the_documents_limits_are_the_validators_constants() -> None:
     assert schemas["RetryCreate"]["properties"]["only"]["enum"] == list(requests.RETRY_ONLY)
     # and every model is a component of the document
     assert set(REQUEST_MODELS) | set(OBJECT_MODELS) | {"JobCreate"} <= set(schemas)
+
+
+def test_embeddings_documents_its_503_embedder_unavailable_with_retry_after() -> None:
+    # given the embeddings operation of the document
+    answers = openapi_document()["paths"]["/v1/embeddings"]["post"]["responses"]
+    # then its 503 names the embedder's code (declared with the contract's codes) and Retry-After
+    assert ErrorCode.EMBEDDER_UNAVAILABLE.value == "embedder_unavailable"
+    assert "embedder_unavailable" in answers["503"]["description"]
+    assert "Retry-After" in answers["503"]["headers"]
+    assert EmbedderUnavailable.code == ErrorCode.EMBEDDER_UNAVAILABLE.value
