@@ -24,7 +24,6 @@ from inferq.api.contract.errors import ErrorCode
 from inferq.api.contract.schemas import model_schemas
 from inferq.api.idempotency import MAX_KEY_LENGTH
 from inferq.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from inferq.shared.openai_embeddings import ENCODING_FORMATS, MAX_DIMENSIONS, MAX_MODEL_CHARS
 from inferq.shared.states import JobStatus
 
 Schema = dict[str, Any]
@@ -60,18 +59,6 @@ def _list_of(item: str) -> Schema:
 
 
 RETENTION_DAYS: Schema = TypeAdapter[Any](requests.RetentionDays).json_schema()
-EMBEDDINGS_INPUT: Schema = {
-    "oneOf": [
-        {"type": "string", "minLength": 1},
-        {
-            "type": "array",
-            "items": {"type": "string", "minLength": 1},
-            "minItems": 1,
-            "maxItems": requests.MAX_EMBEDDING_INPUTS,
-        },
-    ],
-    "description": "text, or a list of texts (token arrays are refused)",
-}
 OPENAI_SCHEMAS: dict[str, Schema] = {
     "BatchList": {
         "type": "object",
@@ -83,31 +70,6 @@ OPENAI_SCHEMAS: dict[str, Schema] = {
             "last_id": _nullable({"type": "string"}),
             "has_more": {"type": "boolean"},
             "next_cursor": {**_nullable({"type": "string"}), "description": "pass as ?after="},
-        },
-    },
-    "EmbeddingsCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["model", "input"],
-        "properties": {
-            "model": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_MODEL_CHARS,
-                "description": "an embedding model: name or name:version",
-            },
-            "input": EMBEDDINGS_INPUT,
-            "encoding_format": {
-                "enum": list(ENCODING_FORMATS),
-                "description": "base64: the little-endian float32 bytes",
-            },
-            "dimensions": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_DIMENSIONS,
-                "description": "only the model's own size is accepted",
-            },
-            "user": {"type": "string", "description": "accepted and ignored"},
         },
     },
     "Embeddings": {

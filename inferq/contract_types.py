@@ -66,6 +66,21 @@ class Deleted(TypedDict):
     deleted: Literal[True]
 
 
+class _EmbeddingsCreateRequired(TypedDict):
+    model: str
+    input: str | list[str]
+
+
+class EmbeddingsCreate(_EmbeddingsCreateRequired, total=False):
+    """OpenAI's embeddings request (`shared.openai_embeddings.EmbeddingsBody`, which the endpoint and the
+    lines of a batch validate with), with the endpoint's limit: at most `MAX_EMBEDDING_INPUTS` texts (more
+    is 413 too_many_inputs; for more, a job or a batch)."""
+
+    encoding_format: Literal["float", "base64"] | None
+    dimensions: int | None
+    user: str | None
+
+
 class Error(TypedDict):
     """Every error the API answers: `{"error": {"code", "message", "field"}}`."""
 

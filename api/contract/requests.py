@@ -31,6 +31,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from inferq.api.contract.errors import ErrorCode, contract_error
 from inferq.shared.batch_lines import COMPLETION_WINDOWS, ENDPOINTS
+from inferq.shared.openai_embeddings import EmbeddingsBody
 from inferq.shared.registry import NAME_RE
 from inferq.shared.settings import MAX_RETENTION_DAYS
 from inferq.shared.tasks import IMAGE_CLASSIFICATION, PREDICT_TASKS, TEXT_CLASSIFICATION
@@ -380,3 +381,18 @@ class BatchCreate(ContractModel):
     endpoint: Annotated[Endpoint, _as_code(ErrorCode.UNSUPPORTED_ENDPOINT)]
     completion_window: BatchWindow
     metadata: Metadata | None = None
+
+
+def _at_most_embedding_inputs(schema: dict[str, Any]) -> None:
+    """The endpoint's own limit on `input`'s list (a batch line has its own, `MAX_INPUTS_PER_LINE`)."""
+    for branch in schema["properties"]["input"]["anyOf"]:
+        if branch.get("type") == "array":
+            branch["maxItems"] = MAX_EMBEDDING_INPUTS
+
+
+class EmbeddingsCreate(EmbeddingsBody):
+    """OpenAI's embeddings request (`shared.openai_embeddings.EmbeddingsBody`, which the endpoint and the
+    lines of a batch validate with), with the endpoint's limit: at most `MAX_EMBEDDING_INPUTS` texts (more
+    is 413 too_many_inputs; for more, a job or a batch)."""
+
+    model_config = ConfigDict(json_schema_extra=_at_most_embedding_inputs)

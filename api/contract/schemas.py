@@ -19,6 +19,7 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
     "Hyperparameters": requests.Hyperparameters,
     "RetryCreate": requests.RetryCreate,
     "BatchCreate": requests.BatchCreate,
+    "EmbeddingsCreate": requests.EmbeddingsCreate,
 }
 OBJECT_MODELS: dict[str, type[BaseModel]] = {
     "Error": objects.Error,

@@ -15,6 +15,7 @@ from inferq.api.contract.validate import parse_job_body
 from inferq.api.embedder import EmbedderUnavailable
 from inferq.api.openapi import openapi_document
 from inferq.shared.errors import InvalidRequest
+from inferq.shared.openai_embeddings import RequestError, parse_request
 from inferq.shared.settings import MAX_RETENTION_DAYS
 
 BODIES: dict[str, dict[str, Any]] = {
@@ -117,3 +118,36 @@ def test_embeddings_documents_its_503_embedder_unavailable_with_retry_after() ->
     assert "embedder_unavailable" in answers["503"]["description"]
     assert "Retry-After" in answers["503"]["headers"]
     assert EmbedderUnavailable.code == ErrorCode.EMBEDDER_UNAVAILABLE.value
+
+
+@pytest.mark.parametrize(
+    ("body", "accepted"),
+    [
+        ({"model": "minilm-l6", "input": "hello"}, True),
+        ({"model": "minilm-l6", "input": ["a", "b"], "encoding_format": "base64", "dimensions": 384}, True),
+        ({"model": "minilm-l6", "input": "x", "encoding_format": None, "user": "u"}, True),
+        ({"model": "minilm-l6", "input": ["a"] * requests.MAX_EMBEDDING_INPUTS}, True),
+        ({"model": "minilm-l6", "input": ["a"] * (requests.MAX_EMBEDDING_INPUTS + 1)}, False),
+        ({"model": "minilm-l6", "input": [1, 2]}, False),
+        ({"model": "minilm-l6", "input": ""}, False),
+        ({"model": "minilm-l6", "input": []}, False),
+        ({"model": "", "input": "x"}, False),
+        ({"model": "minilm-l6", "input": "x", "dimensions": True}, False),
+        ({"model": "minilm-l6", "input": "x", "encoding_format": "hex"}, False),
+        ({"model": "minilm-l6", "input": "x", "temperature": 1}, False),
+        ({"input": "x"}, False),
+    ],
+)
+def test_the_embeddings_body_is_documented_as_parse_request_reads_it(
+    body: dict[str, Any], accepted: bool
+) -> None:
+    # given the endpoint's own limit and the document's EmbeddingsCreate (generated from the model)
+    documented = list(validator_of("EmbeddingsCreate").iter_errors(body)) == []
+    # when the endpoint's parser reads the body
+    try:
+        parse_request(body, max_inputs=requests.MAX_EMBEDDING_INPUTS)
+        parsed = True
+    except RequestError:
+        parsed = False
+    # then both agree
+    assert (documented, parsed) == (accepted, accepted)
