@@ -3,9 +3,9 @@ scripts, no CDN).
 
 The schemas of request bodies and of the objects the API answers with are generated from the contract
 models (`api.contract`: `model_json_schema`, their `$defs` becoming components), so the document says
-what the validators check, with their own limits. What is written here is what no model says: the
-paths, their parameters and answers, and the schemas of answers not yet modelled (lists, manifests,
-throughput, dry runs, readiness, OpenAI's embeddings).
+what the validators check, with their own limits: bodies, objects, lists, dry runs, readiness and
+OpenAI's embeddings alike. What is written here is what no model says: the paths, their parameters and
+answers.
 
 tests/integration/test_api_ops.py checks that every route is documented and nothing else is.
 """
@@ -38,151 +38,7 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(schema: Schema) -> Schema:
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
-def _list_of(item: str) -> Schema:
-    return {
-        "type": "object",
-        "required": ["object", "data", "has_more", "next_cursor"],
-        "properties": {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": _ref(item)},
-            "has_more": {"type": "boolean"},
-            "next_cursor": {
-                **_nullable({"type": "string"}),
-                "description": "pass as ?cursor= for the next page; null on the last page",
-            },
-        },
-    }
-
-
 RETENTION_DAYS: Schema = TypeAdapter[Any](requests.RetentionDays).json_schema()
-OPENAI_SCHEMAS: dict[str, Schema] = {
-    "BatchList": {
-        "type": "object",
-        "required": ["object", "data", "has_more"],
-        "properties": {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": _ref("Batch")},
-            "first_id": _nullable({"type": "string"}),
-            "last_id": _nullable({"type": "string"}),
-            "has_more": {"type": "boolean"},
-            "next_cursor": {**_nullable({"type": "string"}), "description": "pass as ?after="},
-        },
-    },
-    "Embeddings": {
-        "type": "object",
-        "required": ["object", "data", "model", "usage"],
-        "properties": {
-            "object": {"const": "list"},
-            "data": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["object", "index", "embedding"],
-                    "properties": {
-                        "object": {"const": "embedding"},
-                        "index": {"type": "integer"},
-                        "embedding": {
-                            "oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]
-                        },
-                    },
-                },
-            },
-            "model": {"type": "string"},
-            "usage": {
-                "type": "object",
-                "properties": {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
-            },
-        },
-    },
-}
-
-SCHEMAS: dict[str, Schema] = {
-    "FileList": _list_of("File"),
-    "JobList": _list_of("Job"),
-    "DryRun": {
-        "type": "object",
-        "required": [
-            "records",
-            "bad_records",
-            "first_errors",
-            "token_histogram",
-            "estimated_seconds",
-            "sampled",
-        ],
-        "properties": {
-            "object": {"const": "job.dry_run"},
-            "task": {"type": "string"},
-            "model": {"type": "string", "description": "the resolved name:version"},
-            "records": {"type": "integer", "description": "records in the file (good and bad)"},
-            "bad_records": {"type": "integer", "description": "scaled from the sample when sampled"},
-            "first_errors": {
-                "type": "array",
-                "maxItems": 10,
-                "items": {
-                    "type": "object",
-                    "required": ["id", "line", "error"],
-                    "properties": {
-                        "id": _nullable({"type": "string"}),
-                        "line": {"type": "integer"},
-                        "error": _ref("JobError"),
-                    },
-                },
-            },
-            "token_histogram": {
-                "type": "object",
-                "additionalProperties": {"type": "integer"},
-                "description": "records per token-length bucket (1-16, 17-32, …, 257+); {} for images",
-            },
-            "tokens": {"type": "integer", "description": "tokens the model would see (truncated)"},
-            "estimated_seconds": {"type": "number", "description": "compute seconds (one worker)"},
-            "throughput": {
-                "type": "object",
-                "description": "the rate assumed: measured on the tenant's earlier parts, else a default",
-            },
-            "sampled": {"type": "boolean", "description": "true: only the file's first MBs were read"},
-            "sampled_bytes": _nullable({"type": "integer"}),
-        },
-    },
-    "JobEventList": _list_of("JobEvent"),
-    "ModelList": _list_of("Model"),
-    **OPENAI_SCHEMAS,
-    "Readiness": {
-        "type": "object",
-        "required": ["status", "checks"],
-        "properties": {
-            "status": {"enum": ["ready", "unavailable"]},
-            "checks": {
-                "type": "object",
-                "description": "database, broker, storage: {ok, ms} or {ok: false, error}",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {
-                        "ok": {"type": "boolean"},
-                        "ms": {"type": "number"},
-                        "error": {"type": "string"},
-                    },
-                },
-            },
-            "reconciler": {
-                "type": ["object", "null"],
-                "description": "when a worker last ran the reconciler; null when the database is down",
-                "properties": {
-                    "last_run_at": {"type": ["string", "null"], "format": "date-time"},
-                    "last_run_by": {"type": ["string", "null"]},
-                    "age_seconds": {"type": ["number", "null"]},
-                    "interval_seconds": {"type": "integer"},
-                    "overdue": {"type": "boolean", "description": "no run for 3 intervals (or ever)"},
-                    "warning": {"type": ["string", "null"]},
-                },
-            },
-            "error": _ref("Error"),
-        },
-    },
-}
 
 
 def _json(schema: Schema, description: str) -> dict[str, Any]:
@@ -802,7 +658,7 @@ def _document_json() -> str:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "an inferq API key"}
             },
-            "schemas": {**model_schemas(), **SCHEMAS},
+            "schemas": model_schemas(),
         },
     }
     return json.dumps(document)

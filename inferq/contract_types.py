@@ -54,6 +54,17 @@ class BatchErrors(TypedDict):
     data: list[dict[str, Any]]
 
 
+class BatchList(TypedDict):
+    """OpenAI's list of batches: `after` (or `cursor`) is the last id of the previous page."""
+
+    object: Literal["list"]
+    data: list[Batch]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+    next_cursor: str | None
+
+
 class BatchRequestCounts(TypedDict):
     total: int
     completed: int
@@ -64,6 +75,44 @@ class Deleted(TypedDict):
     id: str
     object: str
     deleted: Literal[True]
+
+
+class DryRun(TypedDict):
+    """`POST /v1/jobs?dry_run=true`: what the job would read and cost; nothing is created."""
+
+    object: Literal["job.dry_run"]
+    task: str
+    model: str
+    records: int
+    bad_records: int
+    first_errors: list[DryRunError]
+    token_histogram: dict[str, int]
+    tokens: int
+    estimated_seconds: float
+    throughput: dict[str, Any]
+    sampled: bool
+    sampled_bytes: int | None
+
+
+class DryRunError(TypedDict):
+    id: str | None
+    line: int
+    error: JobError
+
+
+class Embedding(TypedDict):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class Embeddings(TypedDict):
+    """OpenAI's embeddings response (`shared.openai_embeddings.response_body`): one per input, in order."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingsUsage
 
 
 class _EmbeddingsCreateRequired(TypedDict):
@@ -79,6 +128,11 @@ class EmbeddingsCreate(_EmbeddingsCreateRequired, total=False):
     encoding_format: Literal["float", "base64"] | None
     dimensions: int | None
     user: str | None
+
+
+class EmbeddingsUsage(TypedDict):
+    prompt_tokens: int
+    total_tokens: int
 
 
 class Error(TypedDict):
@@ -123,6 +177,13 @@ class File(TypedDict):
     created_at: str
     status: Literal["processed"]
     delete_after: str | None
+
+
+class FileList(TypedDict):
+    object: Literal["list"]
+    has_more: bool
+    next_cursor: str | None
+    data: list[File]
 
 
 class Hyperparameters(TypedDict, total=False):
@@ -188,6 +249,20 @@ class JobEvent(TypedDict):
     data: dict[str, Any]
 
 
+class JobEventList(TypedDict):
+    object: Literal["list"]
+    has_more: bool
+    next_cursor: str | None
+    data: list[JobEvent]
+
+
+class JobList(TypedDict):
+    object: Literal["list"]
+    has_more: bool
+    next_cursor: str | None
+    data: list[Job]
+
+
 class Manifest(TypedDict):
     """What a rerun needs to match: also served as manifest.json by GET /v1/jobs/{job_id}/manifest."""
 
@@ -239,6 +314,13 @@ class Model(TypedDict):
     latest_version: int | None
     versions: list[ModelVersion]
     created_at: str | None
+
+
+class ModelList(TypedDict):
+    object: Literal["list"]
+    has_more: bool
+    next_cursor: str | None
+    data: list[Model]
 
 
 class ModelVersion(TypedDict):
@@ -293,6 +375,40 @@ class Progress(TypedDict):
     total: int | None
     completed: int
     failed: int
+
+
+class _ReadinessRequired(TypedDict):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, ReadinessCheck]
+    reconciler: ReconcilerStatus | None
+
+
+class Readiness(_ReadinessRequired, total=False):
+    """`GET /readyz`: 200 ready, or 503 unavailable naming what is unreachable."""
+
+    error: ErrorDetail | None
+
+
+class _ReadinessCheckRequired(TypedDict):
+    ok: bool
+
+
+class ReadinessCheck(_ReadinessCheckRequired, total=False):
+    """`{ok, ms}` when the dependency answered, `{ok: false, error}` when it did not."""
+
+    ms: float | None
+    error: str | None
+
+
+class ReconcilerStatus(TypedDict):
+    """When a worker last ran the reconciler (`shared.reconciler_state.describe`)."""
+
+    last_run_at: str | None
+    last_run_by: str | None
+    age_seconds: float | None
+    interval_seconds: int
+    overdue: bool
+    warning: str | None
 
 
 class _RetryCreateRequired(TypedDict):

@@ -296,3 +296,124 @@ class WebhookSecret(BaseModel):
     object: Literal["webhook_secret"]
     secret: str = Field(description="whsec_ + base64 of 32 bytes")
     signature_version: Literal["v1"]
+
+
+# ---- lists ---------------------------------------------------------------------------------------------
+
+
+class Page(BaseModel):
+    """A page of a list (`api.pagination.list_body`): `{"object": "list", "data", "has_more",
+    "next_cursor"}`; each list below says what `data` holds."""
+
+    object: Literal["list"]
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
+
+
+class FileList(Page):
+    data: list[File]
+
+
+class JobList(Page):
+    data: list[Job]
+
+
+class JobEventList(Page):
+    data: list[JobEvent]
+
+
+class ModelList(Page):
+    data: list[Model]
+
+
+class BatchList(BaseModel):
+    """OpenAI's list of batches: `after` (or `cursor`) is the last id of the previous page."""
+
+    object: Literal["list"]
+    data: list[Batch]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as ?after=; null on the last page")
+
+
+# ---- answers that are no stored object -----------------------------------------------------------------
+
+DRY_RUN_FIRST_ERRORS = 10  # api.dry_run.FIRST_ERRORS
+
+
+class DryRunError(BaseModel):
+    id: str | None
+    line: int
+    error: JobError
+
+
+class DryRun(BaseModel):
+    """`POST /v1/jobs?dry_run=true`: what the job would read and cost; nothing is created."""
+
+    object: Literal["job.dry_run"]
+    task: str
+    model: str = Field(description="the resolved name:version")
+    records: int = Field(description="records in the file (good and bad)")
+    bad_records: int = Field(description="scaled from the sample when sampled")
+    first_errors: list[DryRunError] = Field(max_length=DRY_RUN_FIRST_ERRORS)
+    token_histogram: dict[str, int] = Field(
+        description="records per token-length bucket (1-16, 17-32, …, 257+); {} for images"
+    )
+    tokens: int = Field(description="tokens the model would see (truncated)")
+    estimated_seconds: float = Field(description="compute seconds (one worker)")
+    throughput: dict[str, Any] = Field(
+        description="the rate assumed: measured on the tenant's earlier parts, else a default"
+    )
+    sampled: bool = Field(description="true: only the file's first MBs were read")
+    sampled_bytes: int | None
+
+
+class ReadinessCheck(BaseModel):
+    """`{ok, ms}` when the dependency answered, `{ok: false, error}` when it did not."""
+
+    ok: bool
+    ms: float | None = None
+    error: str | None = None
+
+
+class ReconcilerStatus(BaseModel):
+    """When a worker last ran the reconciler (`shared.reconciler_state.describe`)."""
+
+    last_run_at: Annotated[str, Field(json_schema_extra={"format": "date-time"})] | None
+    last_run_by: str | None
+    age_seconds: float | None
+    interval_seconds: int
+    overdue: bool = Field(description="no run for 3 intervals (or ever)")
+    warning: str | None
+
+
+class Readiness(BaseModel):
+    """`GET /readyz`: 200 ready, or 503 unavailable naming what is unreachable."""
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, ReadinessCheck] = Field(description="database, broker, storage")
+    reconciler: ReconcilerStatus | None = Field(
+        description="when a worker last ran the reconciler; null when the database is down"
+    )
+    error: ErrorDetail | None = Field(None, description="when unavailable: not_ready, naming what failed")
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of the little-endian float32 bytes")
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embeddings(BaseModel):
+    """OpenAI's embeddings response (`shared.openai_embeddings.response_body`): one per input, in order."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingsUsage

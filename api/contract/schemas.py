@@ -34,6 +34,14 @@ OBJECT_MODELS: dict[str, type[BaseModel]] = {
     "Throughput": objects.Throughput,
     "Manifest": objects.Manifest,
     "WebhookSecret": objects.WebhookSecret,
+    "FileList": objects.FileList,
+    "JobList": objects.JobList,
+    "JobEventList": objects.JobEventList,
+    "ModelList": objects.ModelList,
+    "BatchList": objects.BatchList,
+    "DryRun": objects.DryRun,
+    "Readiness": objects.Readiness,
+    "Embeddings": objects.Embeddings,
 }
 
 

@@ -33,11 +33,23 @@ def test_every_object_has_exactly_its_models_fields(api: ApiClient, tmp_path: Pa
         (objects.ModelVersion, get(f"/v1/models/{tenant.model_version}", headers=h).get_json()),
         (objects.JobEvent, get(f"/v1/jobs/{tenant.job}/events", headers=h).get_json()["data"][0]),
         (objects.Error, get("/v1/jobs/job_nope", headers=h).get_json()),
+        (objects.FileList, get("/v1/files?limit=1", headers=h).get_json()),
+        (objects.JobList, get("/v1/jobs?limit=1", headers=h).get_json()),
+        (objects.JobEventList, get(f"/v1/jobs/{tenant.job}/events", headers=h).get_json()),
+        (objects.ModelList, get("/v1/models", headers=h).get_json()),
+        (objects.BatchList, get("/v1/batches", headers=h).get_json()),
+        (objects.Readiness, get("/readyz").get_json()),
     ]
+    dry = {"type": "predict", "task": "embedding", "model": "minilm-l6", "input_file": tenant.input_file}
+    dry_run = api.client.post("/v1/jobs?dry_run=true", headers=h, json=dry)
+    assert dry_run.status_code == 200, dry_run.get_json()
+    answers.append((objects.DryRun, dry_run.get_json()))
 
-    # then each has the model's fields, no more and no fewer, and fits their types
+    # then each has the model's fields, no more and no fewer (readiness: its error only when unready),
+    # and fits their types
     for model, body in answers:
-        assert set(body) == set(model.model_fields), (model.__name__, set(body) ^ set(model.model_fields))
+        fields = set(model.model_fields) - ({"error"} if model is objects.Readiness else set())
+        assert set(body) == fields, (model.__name__, set(body) ^ fields)
         model.model_validate(body)
     # and the nested throughput and manifest of jobs have only their models' fields
     for model, body in answers:
@@ -45,3 +57,9 @@ def test_every_object_has_exactly_its_models_fields(api: ApiClient, tmp_path: Pa
             nested = [(objects.Throughput, body["throughput"]), (objects.Manifest, body["reproducibility"])]
             for inner, value in nested:
                 assert value is None or set(value) <= set(inner.model_fields), (inner.__name__, value)
+    # and readiness checks and the dry run's first errors have only their models' fields
+    ready = next(body for model, body in answers if model is objects.Readiness)
+    for check in ready["checks"].values():  # type: ignore[attr-defined]
+        assert set(check) in ({"ok", "ms"}, {"ok", "error"}), check
+    reconciler = ready["reconciler"]
+    assert reconciler is None or set(reconciler) == set(objects.ReconcilerStatus.model_fields)  # type: ignore[arg-type]

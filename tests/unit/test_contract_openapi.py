@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from inferq.api.contract import requests
+from inferq.api.contract import objects, requests
 from inferq.api.contract.errors import ErrorCode
 from inferq.api.contract.schemas import OBJECT_MODELS, REQUEST_MODELS
 from inferq.api.contract.validate import parse_job_body
 from inferq.api.embedder import EmbedderUnavailable
 from inferq.api.openapi import openapi_document
 from inferq.shared.errors import InvalidRequest
-from inferq.shared.openai_embeddings import RequestError, parse_request
+from inferq.shared.openai_embeddings import RequestError, parse_request, response_body
 from inferq.shared.settings import MAX_RETENTION_DAYS
 
 BODIES: dict[str, dict[str, Any]] = {
@@ -151,3 +151,15 @@ def test_the_embeddings_body_is_documented_as_parse_request_reads_it(
         parsed = False
     # then both agree
     assert (documented, parsed) == (accepted, accepted)
+
+
+@pytest.mark.parametrize("encoding_format", ["float", "base64"])
+def test_the_embeddings_answer_has_exactly_its_models_fields(encoding_format: str) -> None:
+    # given the answer the endpoint (and a batch's output line) writes
+    body = response_body("minilm-l6", [[0.5, 0.25], [1.0, 0.0]], [3, 4], encoding_format)
+    # then it has the fields of the contract's Embeddings, and fits their types
+    assert set(body) == set(objects.Embeddings.model_fields)
+    assert set(body["data"][0]) == set(objects.Embedding.model_fields)
+    assert set(body["usage"]) == set(objects.EmbeddingsUsage.model_fields)
+    objects.Embeddings.model_validate(body)
+    assert list(validator_of("Embeddings").iter_errors(body)) == []
