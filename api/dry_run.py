@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inferq.api.contract.objects import DRY_RUN_FIRST_ERRORS
 from inferq.shared import records as recs
 from inferq.shared.errors import Unprocessable
 from inferq.shared.models import Job, JobPart
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 MAX_WHOLE_BYTES = 20 * 1024 * 1024
 SAMPLE_BYTES = 4 * 1024 * 1024
-FIRST_ERRORS = 10
+FIRST_ERRORS = DRY_RUN_FIRST_ERRORS
 DEFAULT_TOKENS_PER_SECOND = 4000.0
 DEFAULT_IMAGES_PER_SECOND = 20.0
 DEFAULT_MAX_LENGTH = 512

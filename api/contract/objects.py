@@ -339,7 +339,7 @@ class BatchList(BaseModel):
 
 # ---- answers that are no stored object -----------------------------------------------------------------
 
-DRY_RUN_FIRST_ERRORS = 10  # api.dry_run.FIRST_ERRORS
+DRY_RUN_FIRST_ERRORS = 10  # the dry run lists at most this many of the bad records
 
 
 class DryRunError(BaseModel):
