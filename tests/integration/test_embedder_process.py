@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from flask import Flask
 
 from inferq.api.app import create_app
 from inferq.shared.settings import Settings
@@ -24,9 +25,11 @@ from tests.helpers.tenant_http import new_tenant_key
 pytestmark = pytest.mark.integration
 
 
-def post_embeddings(settings: Settings, key: str, texts: list[str]) -> Any:
-    """One request through a test client of the API on `settings` (one client per thread)."""
-    client = create_app(settings).test_client()
+def post_embeddings(settings: Settings, key: str, texts: list[str], app: Flask | None = None) -> Any:
+    """One request through a test client of the API on `settings` (one client per thread). Threads get
+    apps made beforehand: Python 3.11's AST constructor, which Flask's routing compiles with, is not
+    thread-safe ("AST constructor recursion depth mismatch")."""
+    client = (app or create_app(settings)).test_client()
     return client.post(
         "/v1/embeddings",
         headers={"Authorization": f"Bearer {key}"},
@@ -69,8 +72,9 @@ def test_concurrent_requests_share_model_runs_and_get_their_own_vectors(embedder
     before = httpx.get(f"{embedder_settings.embeddings_url}/healthz").json()
 
     # when: 12 requests of 4 texts are sent at once from 12 threads
+    apps = [create_app(embedder_settings) for _ in requests]
     with ThreadPoolExecutor(len(requests)) as pool:
-        answers = list(pool.map(lambda t: post_embeddings(embedder_settings, key, t), requests))
+        answers = list(pool.map(lambda a, t: post_embeddings(embedder_settings, key, t, a), apps, requests))
 
     # then: each is answered with the vectors of its own texts, in order
     assert [a.status_code for a in answers] == [200] * len(requests), [a.get_json() for a in answers]
